@@ -1,0 +1,3 @@
+"""Shared fixtures. Real services live in tests/services/, one module each."""
+
+pytest_plugins = []
