@@ -1,0 +1,63 @@
+"""``Instance``: where runs, events and (by default) step outputs are kept.
+
+A persistent instance lives in a home folder (``PLAIT_HOME``, else ``.plait/`` in the
+working directory): SQLite run storage at ``runs.db`` and outputs under ``storage/``.
+``Instance.ephemeral()`` keeps everything in memory, for tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from plait_io import IOManager, MemoryIOManager
+
+from plait._storage.base import InMemoryRunStorage, RunStorage
+
+HOME_ENV = "PLAIT_HOME"
+DEFAULT_HOME = ".plait"
+
+
+class Instance:
+    """Run storage plus the default output location."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home: Path | None = Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).absolute()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.storage_dir: Path | None = self.home / "storage"
+        from plait._storage.sqlite import SqliteRunStorage
+
+        self.storage: RunStorage = SqliteRunStorage(self.home / "runs.db")
+
+    @classmethod
+    def ephemeral(cls) -> Instance:
+        """Everything in memory: nothing outlives the process."""
+        instance = cls.__new__(cls)
+        instance.home = None
+        instance.storage_dir = None
+        instance.storage = InMemoryRunStorage()
+        return instance
+
+    @property
+    def is_ephemeral(self) -> bool:
+        return self.home is None
+
+    def default_io_manager(self) -> IOManager:
+        """Fsspec storage under the home folder; memory for an ephemeral instance."""
+        if self.storage_dir is None:
+            return MemoryIOManager()
+        from plait_io import FsspecIOManager
+
+        return FsspecIOManager(str(self.storage_dir))
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Instance({str(self.home) if self.home else 'ephemeral'})"
