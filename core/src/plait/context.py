@@ -10,6 +10,8 @@ from typing import Any
 from plait.events import EventType
 
 log = logging.getLogger("plait.step")
+# a library never prints through logging's last-resort handler; the app configures logging
+logging.getLogger("plait").addHandler(logging.NullHandler())
 
 
 class StepLogger:

@@ -9,20 +9,30 @@ subclass receives the op's validated config; one annotated with a
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from plait._defs.io import DEFAULT_OUTPUT, NO_DEFAULT, In, Out
-from plait.config import Config, ConfigurableResource
 from plait.errors import PlaitDefinitionError
 from plait.retry import RetryPolicy
 
 PRIORITY_TAG = "plait/priority"
 
 
-def _is_subclass(annotation: Any, base: type) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, base)
+def _config_kind(annotation: Any) -> str | None:
+    """"config", "resource" or None. Looks at plait.config only if it was imported: an
+    annotation cannot be a Config subclass otherwise, and `import plait` stays free of
+    pydantic until config is used."""
+    module = sys.modules.get("plait.config")
+    if module is None or not isinstance(annotation, type):
+        return None
+    if issubclass(annotation, module.Config):
+        return "config"
+    if issubclass(annotation, module.ConfigurableResource):
+        return "resource"
+    return None
 
 
 class OpDefinition:
@@ -64,7 +74,7 @@ class OpDefinition:
                 "names its annotations use at module level"
             ) from exc
         self.context_param: str | None = None
-        self.config_param: tuple[str, type[Config]] | None = None
+        self.config_param: tuple[str, type] | None = None
         self.resource_params: dict[str, type] = {}
         self.ins: dict[str, In] = {}
         declared = dict(ins or {})
@@ -87,14 +97,14 @@ class OpDefinition:
             )
         if param.name == "context":
             self.context_param = param.name
-        elif _is_subclass(hint, Config):
+        elif _config_kind(hint) == "config":
             if self.config_param:
                 raise PlaitDefinitionError(
                     f"op {self.name!r}: two Config parameters ({self.config_param[0]!r} and "
                     f"{param.name!r}); an op has one config class"
                 )
             self.config_param = (param.name, hint)
-        elif _is_subclass(hint, ConfigurableResource):
+        elif _config_kind(hint) == "resource":
             self.resource_params[param.name] = hint
         else:
             spec = declared.pop(param.name, None) or In()

@@ -5,7 +5,6 @@ names with install hints, merged with the ``plait.executors`` entry points, so t
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,8 @@ _entry_points_loaded: dict[str, str] | None = None
 def _from_entry_points() -> dict[str, str]:
     global _entry_points_loaded
     if _entry_points_loaded is None:
+        from importlib.metadata import entry_points
+
         _entry_points_loaded = {ep.name: ep.value for ep in entry_points(group="plait.executors")}
     return _entry_points_loaded
 
