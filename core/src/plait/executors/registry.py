@@ -56,6 +56,11 @@ def get_executor_class(name: str) -> type[Executor]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if dist == "plait":
+            raise ExecutorError(
+                f"executor {name!r} ships with plait, but {module_name!r} failed to import "
+                f"({exc}); reinstall plait"
+            ) from exc
         if exc.name and module_name.startswith(exc.name.split(".")[0]):
             raise ExecutorNotInstalledError(
                 f"executor {name!r} needs the package {dist!r}, which is not installed: "
