@@ -113,7 +113,9 @@ class RunResult:
         step_key, failure = self._first_failure
         exc = failure.exception
         if exc is not None:
-            exc.add_note(f"(raised by step {step_key!r} of run {self.run_id})")
+            note = f"(raised by step {step_key!r} of run {self.run_id})"
+            if note not in getattr(exc, "__notes__", ()):  # raise_for_status may be called again
+                exc.add_note(note)
             raise exc
         raise PlaitStepError(step_key, failure.message, failure.error_type, failure.stack)
 

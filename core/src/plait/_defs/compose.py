@@ -158,10 +158,22 @@ class CollectHandle:
 
 
 class GraphInputHandle:
-    """A graph parameter while the graph is composed on its own."""
+    """A graph parameter while the graph is composed on its own.
 
-    def __init__(self, name: str) -> None:
+    Nested, the parameter may be a dynamic output that the graph maps and collects; on its
+    own, ``.map`` marks what is mapped over the parameter (so ``.collect()`` works as it
+    will when nested) and the graph only records which op inputs the parameter feeds.
+    """
+
+    def __init__(self, name: str, mapped_over: DynamicSource | None = None) -> None:
         self.name = name
+        self.mapped_over = mapped_over
+
+    def map(self, fn: Callable[[GraphInputHandle], Any]) -> Any:
+        return fn(GraphInputHandle(self.name, DynamicSource("<graph input>", self.name)))
+
+    def collect(self) -> GraphInputHandle:
+        return GraphInputHandle(self.name)
 
 
 class MultipleOutputs(tuple):
@@ -307,7 +319,17 @@ def _input_source(op_name: str, input_name: str, value: Any) -> tuple[InputSourc
     if isinstance(value, CollectHandle):
         return Collect(value.node_key, value.output_name, value.source), None
     if isinstance(value, GraphInputHandle):
-        return FromGraphInput(value.name), None
+        return FromGraphInput(value.name), value.mapped_over
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(v, OutputHandle | GraphInputHandle) for v in value)
+        and any(isinstance(v, GraphInputHandle) for v in value)
+    ):
+        # a graph composed on its own fans in one of its parameters: the input is unbound
+        # here (a job cannot take it), and real outputs replace it when the graph is nested
+        first = next(v for v in value if isinstance(v, GraphInputHandle))
+        return FromGraphInput(first.name), None
     if isinstance(value, list | tuple) and value and all(isinstance(v, OutputHandle) for v in value):
         items = []
         for item in value:

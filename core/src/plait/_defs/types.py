@@ -120,6 +120,8 @@ def _check_generic(value: Any, annotation: Any, origin: Any, args: tuple[Any, ..
         return f"expected {type_name(annotation)}, got {_describe(value)}"
     if not args:
         return None
+    if isinstance(value, collections.abc.Iterator):
+        return None  # checking its items would consume them: the op would get an empty iterator
     if issubclass(origin, collections.abc.Mapping) and len(args) == 2:
         for key, item in value.items():
             problem = check_type(key, args[0]) or check_type(item, args[1])

@@ -157,17 +157,33 @@ class Coordinator:
                 self._check_plan_finished()
                 return
             self.recorder.flush()
-            outcomes = self.executor.wait(list(self.in_flight), self._wait_timeout())
-            for outcome in outcomes:
-                self._on_outcome(outcome)
+            if self.in_flight:
+                outcomes = self.executor.wait(list(self.in_flight), self._wait_timeout())
+                for outcome in outcomes:
+                    self._on_outcome(outcome)
+            else:
+                self._idle()
             self._release_due_retries()
             self._expire_deadlines()
 
-    def _wait_timeout(self) -> float | None:
+    def _idle(self) -> None:
+        """Nothing in flight, only retries waiting out their backoff: block until the
+        first is due (an executor's ``wait`` on no handles may return at once), waking
+        early on cancel."""
+        timeout = self._wait_timeout(cancel_check=False)
+        if timeout is None:
+            raise AssertionError(
+                f"plait bug: nothing in flight or due; executor {self.executor.name!r} "
+                f"accepts max_concurrent={self.executor.max_concurrent} steps at once"
+            )
+        waiter = self.cancel_event if self.cancel_event is not None else threading.Event()
+        waiter.wait(timeout)
+
+    def _wait_timeout(self, cancel_check: bool = True) -> float | None:
         now = time.monotonic()
         candidates = [due - now for due, _, _ in self.retries[:1]]
         candidates += [self._deadline(k) - now for k in self.deadlines]
-        if self.cancel_event is not None:
+        if cancel_check and self.cancel_event is not None:
             candidates.append(CANCEL_CHECK_SECONDS)
         if not candidates:
             return None
@@ -369,10 +385,12 @@ class Coordinator:
             step = self.steps[key]
             task = self._task(step)
             self.recorder.accept(step.key, step.attempt)
+            # forget the last attempt's start before submitting: an executor may start the
+            # step (and report STEP_START) before submit returns
+            self.started_at.pop(step.key, None)
             handle = self.executor.submit(task)
             step.status = StepStatus.IN_FLIGHT
             self.in_flight[handle] = step
-            self.started_at.pop(step.key, None)
             if step.node.op.timeout:
                 self.deadlines[step.key] = time.monotonic() + step.node.op.timeout
 

@@ -9,6 +9,7 @@ no longer waits for (a timed-out or duplicate attempt).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,8 @@ from typing import Any
 
 from plait._storage.base import RunStorage
 from plait.events import Event, EventType, StepEvent
+
+log = logging.getLogger("plait.run")
 
 FLUSH_EVERY_EVENTS = 1000
 FLUSH_EVERY_SECONDS = 0.5
@@ -47,7 +50,11 @@ class RunRecorder:
         self.events.append(event)
         self._unflushed.append(event)
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken callback must not fail or corrupt the run
+                log.exception("on_event callback %r failed on event #%d %s", listener, event.seq,
+                              event.event_type.value)
         if len(self._unflushed) >= FLUSH_EVERY_EVENTS:
             self._flush_locked()
         return event

@@ -44,7 +44,13 @@ def load_yaml(*paths: str | os.PathLike[str]) -> dict[str, Any]:
 
     merged: dict[str, Any] = {}
     for path in paths:
-        text = Path(path).read_text()
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise RunConfigError(
+                [f"{path}: cannot read the run config file ({exc.strerror or exc}); a string run "
+                 "config is a YAML file path, pass a dict for config built in code"]
+            ) from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -122,7 +128,7 @@ def validate_run_config(
 
     ops = _section(raw, "ops", problems)
     for key in sorted(set(ops) - set(job.nodes)):
-        problems.append(f"ops.{key}: no op {key!r} in job {job.name!r}; its ops are: {', '.join(job.nodes)}")
+        problems.append(f"ops.{key}: no op {key!r} in job {job.name!r}; its ops are: {', '.join(sorted(job.nodes))}")
     for key, node in job.nodes.items():
         config = _config_of(f"ops.{key}", ops.get(key), problems) if key in ops else {}
         if config is None:

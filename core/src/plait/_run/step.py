@@ -9,6 +9,7 @@ a failing op is a failed outcome. Only KeyboardInterrupt passes through (cancell
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -132,6 +133,7 @@ class _StepRun:
         self.canceled = canceled
         self.events: list[StepEvent] = []
         self.outputs: list[OutputRecord] = []
+        self._delivered = 0
 
     def emit(self, event_type: EventType, message: str = "", level: int = 20, data: dict | None = None) -> None:
         event = StepEvent(
@@ -147,10 +149,13 @@ class _StepRun:
         )
         self.events.append(event)
         if self.live is not None and event_type in LIVE_EVENT_TYPES:
-            try:
-                self.live(event)
-            except Exception:  # noqa: BLE001 - a lost live event is recovered from the outcome
-                pass
+            # deliver the attempt's earlier events first, so that the run's log keeps the
+            # order things happened in (inputs loaded before the op's own log lines)
+            pending, self._delivered = self.events[self._delivered :], len(self.events)
+            for item in pending:
+                # a lost live event is recovered from the outcome
+                with contextlib.suppress(Exception):
+                    self.live(item)
 
     def outcome(self, failure: StepFailure | None = None) -> StepOutcome:
         task = self.task

@@ -8,6 +8,7 @@ in the background, but stores nothing more (its outputs are fenced off).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from plait._run.step import WorkerState, execute_step
 from plait.executors.base import Executor, StepHandle, StepOutcome, StepTask
+
+log = logging.getLogger("plait.executors.in_process")
 
 
 class InProcessConfig(BaseModel):
@@ -30,6 +33,7 @@ class _Handle(StepHandle):
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)
     canceled: threading.Event = field(default_factory=threading.Event)
+    interrupted: bool = False
 
 
 class InProcessExecutor(Executor):
@@ -50,6 +54,10 @@ class InProcessExecutor(Executor):
     def _run(self, handle: _Handle) -> None:
         try:
             handle.outcome = execute_step(handle.task, self.deliver, self._state, handle.canceled)
+        except KeyboardInterrupt:
+            if handle.thread is None:
+                raise  # inline: it reaches the coordinator as it would from SIGINT
+            handle.interrupted = True  # on a helper thread: wait() raises it in the coordinator
         finally:
             handle.done.set()
 
@@ -70,6 +78,8 @@ class InProcessExecutor(Executor):
         elif not finished and threaded:
             threaded[0].done.wait(timeout)
             finished = [h for h in threaded if h.done.is_set()]
+        if any(h.interrupted for h in finished if isinstance(h, _Handle)):
+            raise KeyboardInterrupt
         return [h.outcome for h in finished if h.outcome is not None]
 
     def cancel(self, handle: StepHandle) -> None:
@@ -79,7 +89,10 @@ class InProcessExecutor(Executor):
                 self._queue.remove(handle)
 
     def run_finished(self, run_id: str) -> None:
-        self._state.close_run(run_id)
+        # a failed teardown must not fail a finished run, but must not vanish either
+        for problem in self._state.close_run(run_id):
+            log.warning("run %s: %s", run_id, problem)
 
     def stop(self) -> None:
-        self._state.close()
+        for problem in self._state.close():
+            log.warning("%s", problem)

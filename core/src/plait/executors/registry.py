@@ -56,6 +56,13 @@ def get_executor_class(name: str) -> type[Executor]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if name not in _known:
+            # an entry point exists, so its package is installed: we do not know its pip name
+            raise ExecutorNotInstalledError(
+                f"executor {name!r} is registered in the 'plait.executors' entry-point group "
+                f"as {target!r}, but importing it failed: {exc}. Reinstall the package that "
+                "provides it, with its dependencies"
+            ) from exc
         if dist == "plait":
             raise ExecutorError(
                 f"executor {name!r} ships with plait, but {module_name!r} failed to import "
