@@ -478,3 +478,18 @@ def test_op_returning_a_generator_object_instead_of_yielding_fails_clearly():
 def test_public_names_are_exported():
     for name in plait.__all__:
         assert hasattr(plait, name), name
+
+
+def test_a_parameter_annotated_op_context_receives_the_context_whatever_its_name():
+    from plait import Instance, OpContext, job, op
+
+    @op
+    def named(ctx: OpContext) -> str:
+        return ctx.step_key
+
+    @job
+    def uses_ctx():
+        named()
+
+    assert named.ins == {}
+    assert uses_ctx.execute(instance=Instance.ephemeral()).output_for("named") == "named"

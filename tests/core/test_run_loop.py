@@ -345,3 +345,66 @@ def test_all_steps_end_final_with_a_concurrent_executor_and_failures():
     status = result.step_status()
     assert status["never"] == "skipped"
     assert sum(1 for k, s in status.items() if k.startswith("boom[") and s == "failed") == 6
+
+
+def test_timeout_counts_from_the_step_start_not_from_submission():
+    """A step queued in the engine longer than its timeout is not timed out: only the
+    time since its STEP_START counts."""
+    import threading as _threading
+
+    from plait import Executor, Instance, execute_step, job, op
+    from plait.executors.base import StepHandle
+    from plait.executors.in_process import InProcessConfig
+
+    release = _threading.Event()
+
+    class QueueingExecutor(Executor):
+        """Holds every task 'queued' until released, then runs it on a thread."""
+
+        name = "queueing"
+        config_model = InProcessConfig
+        crosses_processes = False
+
+        def __init__(self):
+            super().__init__()
+            self.done = []
+            self.cond = _threading.Condition()
+
+        def submit(self, task):
+            handle = StepHandle(task)
+
+            def work():
+                release.wait(10)
+                outcome = execute_step(task, self.deliver)
+                with self.cond:
+                    self.done.append(outcome)
+                    self.cond.notify_all()
+
+            _threading.Thread(target=work, daemon=True).start()
+            return handle
+
+        def wait(self, handles, timeout):
+            with self.cond:
+                self.cond.wait_for(lambda: self.done, timeout)
+                out, self.done = self.done, []
+            return out
+
+        def cancel(self, handle):
+            pass
+
+    @op(timeout=0.3)
+    def quick() -> int:
+        return 1
+
+    @job
+    def queued():
+        quick()
+
+    timer = _threading.Timer(0.8, release.set)  # queued for longer than the timeout
+    timer.start()
+    try:
+        result = queued.execute(executor=QueueingExecutor(), instance=Instance.ephemeral())
+    finally:
+        timer.cancel()
+        release.set()
+    assert result.success

@@ -349,3 +349,19 @@ def test_one_shot_iterators_are_not_consumed_by_the_check():
     assert run(j).output_for("consume") == [1, 2]
     # a re-iterable collection is still checked item by item
     assert not _check_input(["a"], Iterable[int]).success
+
+
+def test_raise_on_error_raises_the_public_type_check_error():
+    from plait import Instance, PlaitError, TypeCheckError, job, op
+
+    @op
+    def gives_text() -> int:
+        return "text"  # type: ignore[return-value]
+
+    @job
+    def typed():
+        gives_text()
+
+    with pytest.raises(TypeCheckError, match="output 'result' of op 'gives_text'") as info:
+        typed.execute(instance=Instance.ephemeral())
+    assert isinstance(info.value, PlaitError)

@@ -63,6 +63,7 @@ _NAMES: dict[str, str] = {
     "StorageError": "plait.errors",
     "PlaitStepError": "plait.errors",
     "RunCanceledError": "plait.errors",
+    "TypeCheckError": "plait.errors",
 }
 _RENAMED = {"load_run_config": ("plait._run.run_config", "load_yaml")}
 
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         RunCanceledError,
         RunConfigError,
         StorageError,
+        TypeCheckError,
     )
     from plait.events import Event, EventType
     from plait.executors.base import Executor, StepHandle, StepOutcome, StepTask

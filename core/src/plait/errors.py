@@ -8,6 +8,7 @@
     │   └── ExecutorNotInstalledError  the plugin that provides the executor is not installed
     ├── StorageError              the run storage or an IO location is unusable
     ├── PlaitStepError            a step failed and ``raise_on_error=True`` (cross-process form)
+    ├── TypeCheckError            an op input or output failed its type check
     └── RunCanceledError          the run was canceled and ``raise_on_error=True``
 
 Errors raised by op code reach the user unchanged when a step runs in-process; from other
@@ -58,6 +59,11 @@ class PlaitStepError(PlaitError):
         self.error_type = error_type
         self.stack = stack
         super().__init__(f"step {step_key!r} failed: {message}")
+
+
+class TypeCheckError(PlaitError):
+    """An op input or output failed its runtime type check (not retried: it is
+    deterministic)."""
 
 
 class RunCanceledError(PlaitError):

@@ -1,7 +1,7 @@
 """``@op``: a Python function becomes an ``OpDefinition``.
 
 Parameters become inputs, except three kinds recognised by name or annotation: a
-parameter named ``context`` receives the ``OpContext``; one annotated with a ``Config``
+parameter named ``context`` (or annotated ``OpContext``) receives the ``OpContext``; one annotated with a ``Config``
 subclass receives the op's validated config; one annotated with a
 ``ConfigurableResource`` subclass receives the resource whose key is the parameter name.
 """
@@ -19,6 +19,11 @@ from plait.errors import PlaitDefinitionError
 from plait.retry import RetryPolicy
 
 PRIORITY_TAG = "plait/priority"
+
+
+def _is_context(annotation: Any) -> bool:
+    module = sys.modules.get("plait.context")
+    return module is not None and annotation is module.OpContext
 
 
 def _config_kind(annotation: Any) -> str | None:
@@ -95,7 +100,7 @@ class OpDefinition:
             raise PlaitDefinitionError(
                 f"op {self.name!r}: *args/**kwargs parameters are not supported; name each input"
             )
-        if param.name == "context":
+        if param.name == "context" or _is_context(hint):
             self.context_param = param.name
         elif _config_kind(hint) == "config":
             if self.config_param:

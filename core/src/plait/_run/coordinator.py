@@ -190,6 +190,8 @@ class Coordinator:
         return max(0.0, min(candidates))
 
     def _deadline(self, step_key: str) -> float:
+        """When to act on a step with a timeout: its start + timeout once its live
+        STEP_START arrived, else the next time to look whether it started."""
         started = self.started_at.get(step_key)
         return self.deadlines[step_key] if started is None else started + self._timeout_of(step_key)
 
@@ -487,6 +489,11 @@ class Coordinator:
     def _expire_deadlines(self) -> None:
         now = time.monotonic()
         for key in [k for k in self.deadlines if self._deadline(k) <= now]:
+            if key not in self.started_at:
+                # not started yet (queued in the engine): queue time does not count; look
+                # again one timeout later, by when its live STEP_START has usually arrived
+                self.deadlines[key] = now + self._timeout_of(key)
+                continue
             taken = next(((h, s) for h, s in self.in_flight.items() if s.key == key), None)
             del self.deadlines[key]
             if taken is None:

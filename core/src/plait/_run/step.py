@@ -26,6 +26,7 @@ from plait._defs.types import check_type, type_name
 from plait._load import load_job
 from plait._run.resources import RunResources, resolve_resources
 from plait.context import OpContext, Resources, StepLogger
+from plait.errors import TypeCheckError
 from plait.events import EventType, StepEvent
 from plait.executors.base import (
     InputSpec,
@@ -99,10 +100,6 @@ class WorkerState:
 
 
 _process_state = WorkerState()
-
-
-class _StepTypeError(Exception):
-    """An input or output failed its type check (deterministic: not retried)."""
 
 
 class StepCanceled(Exception):
@@ -194,7 +191,7 @@ class _StepRun:
                 value = spec.default
             problem = check_type(value, spec.type)
             if problem:
-                raise _StepTypeError(
+                raise TypeCheckError(
                     f"input {name!r} of op {op_def.name!r} failed its type check: {problem}"
                 )
             self.emit(EventType.STEP_INPUT, f"input {name!r} passed its type check ({type_name(spec.type)})",
@@ -259,7 +256,7 @@ class _StepRun:
         problem = check_type(value, out.type)
         if problem:
             where = f"[{mapping_key}]" if mapping_key else ""
-            raise _StepTypeError(
+            raise TypeCheckError(
                 f"output {output_name!r}{where} of op {context.op_name!r} failed its type check: {problem}"
             )
         if self.canceled is not None and self.canceled.is_set():
@@ -390,7 +387,7 @@ def _failure_from(exc: BaseException) -> StepFailure:
     if isinstance(exc, RetryRequested):
         return StepFailure("error", str(exc), name, stack, True,
                            retry_requested=(exc.max_retries, exc.seconds_to_wait), exception=exc)
-    if isinstance(exc, _StepTypeError):
+    if isinstance(exc, TypeCheckError):
         return StepFailure("error", str(exc), "TypeCheckError", stack, allow_retries=False, exception=exc)
     if isinstance(exc, StepCanceled):
         return StepFailure("canceled", str(exc), name, stack, allow_retries=False)
