@@ -6,19 +6,23 @@ where the parent stored them (found in the parent's STEP_OUTPUT events).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 from plait._load import load_job
+from plait._plan.selection import select_nodes
 from plait._run.outputs import StepOutputs, outputs_from_events
 from plait._storage.base import RunStatus
 from plait.errors import PlaitError, StorageError
 from plait.events import EventType
 
 if TYPE_CHECKING:
+    import threading
+
     from plait._defs.job import JobDefinition
+    from plait.events import Event
     from plait.executors.base import Executor
     from plait.instance import Instance
     from plait.result import RunResult
@@ -37,11 +41,15 @@ def reexecute(
     run_config: Mapping[str, Any] | None = None,
     resources: Mapping[str, Any] | None = None,
     raise_on_error: bool = True,
+    tags: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> RunResult:
     """Run a stored run's job again as a new run whose parent is ``run_id``.
 
     ``from_failure=True`` runs only what failed, was skipped or never ran; ``steps=[...]``
     runs only those steps. Everything else that succeeded is reused from the parent.
+    ``tags`` are added to the parent's; ``cancel`` and ``on_event`` work as in ``execute``.
     """
     from plait._run.execute import execute_job
     from plait.instance import Instance
@@ -89,8 +97,13 @@ def reexecute(
         unknown = sorted(s for s in steps if s.split("[", 1)[0] not in job.nodes)
         if unknown:
             raise PlaitError(f"reexecute: no step(s) {unknown} in job {job.name!r}; its ops are {', '.join(job.nodes)}")
-        reused = {k: v for k, v in reusable.items() if k not in steps}
         op_selection = sorted({s.split("[", 1)[0] for s in steps})
+        # what is downstream of a re-run step would be stale if reused: leave it out
+        downstream = select_nodes(job.nodes, [f"{n}*" for n in op_selection]) - set(op_selection)
+        reused = {
+            k: v for k, v in reusable.items()
+            if k not in steps and k.split("[", 1)[0] not in downstream
+        }
     else:
         reused = {}
     return execute_job(
@@ -99,11 +112,13 @@ def reexecute(
         executor=executor,
         instance=instance,
         op_selection=op_selection,
-        tags={**parent.tags, PARENT_TAG: run_id},
+        tags={**parent.tags, **(tags or {}), PARENT_TAG: run_id},
         raise_on_error=raise_on_error,
         resources=resources,
         parent_run_id=run_id,
         reused=reused,
+        cancel=cancel,
+        on_event=on_event,
     )
 
 
