@@ -7,6 +7,8 @@ worker can load outputs with nothing but ``plait-io`` installed.
 - ``IOManager``: the base class; ``InputContext`` / ``OutputContext``: what it is told.
 - ``MemoryIOManager``: outputs in the coordinator's memory (in-process runs only).
 - ``FsspecIOManager``: outputs on any fsspec URL (local, ``memory://``, ``s3://``).
+- ``StorageUnavailableError`` (preflight) and ``OutputNotFoundError`` (load_input): the
+  two storage errors the run loop recognises and reports as they are.
 
 ``FsspecIOManager`` is resolved lazily so that importing plait_io does not import fsspec.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from plait_io._base import InputContext, IOManager, OutputContext, StoredOutput
+from plait_io._errors import OutputNotFoundError, StorageUnavailableError
 from plait_io._memory import MemoryIOManager
 
 if TYPE_CHECKING:
@@ -27,6 +30,8 @@ __all__ = [
     "InputContext",
     "MemoryIOManager",
     "OutputContext",
+    "OutputNotFoundError",
+    "StorageUnavailableError",
     "StoredOutput",
 ]
 
