@@ -282,3 +282,16 @@ def _read_raw(storage: Storage, location: str) -> bytes:
 
     with fsspec.open(location, "rb", **storage.options_for(location)) as f:
         return f.read()
+
+
+def test_a_retry_stores_apart_so_a_late_earlier_attempt_cannot_replace_it(tmp_path):
+    from plait_io import FsspecIOManager, InputContext, OutputContext
+
+    io = FsspecIOManager(str(tmp_path))
+    accepted = io.handle_output(OutputContext("run", "step", "result", attempt=1), "accepted")
+    late = io.handle_output(OutputContext("run", "step", "result", attempt=0), "late")
+    assert accepted.location.endswith("/run/step/retry-1/result")
+    assert late.location != accepted.location
+    upstream = OutputContext("run", "step", "result", attempt=1)
+    loaded = io.load_input(InputContext("run", "next", "x", upstream, accepted.location))
+    assert loaded == "accepted"

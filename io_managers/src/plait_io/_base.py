@@ -23,6 +23,9 @@ class OutputContext:
     mapping_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     """Metadata declared on the ``Out`` (e.g. ``{"serializer": "json"}``)."""
+    attempt: int = 0
+    """Which attempt of the step stores it. A retry stores apart from earlier attempts, so
+    a late write of an abandoned attempt can never replace the output that was accepted."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ carries a filesystem (whose sockets, threads and event loops do not survive pick
 Layout, one object per output::
 
     {base_url}/{run_id}/{step_key}/{output_name}[/{mapping_key}]
+    {base_url}/{run_id}/{step_key}/retry-{n}/{output_name}[/{mapping_key}]   (attempt n > 0)
 
 Each segment is kept readable: letters, digits, ``_``, ``-`` and ``.`` stay as they are,
 ``[``/``]`` (mapped step keys such as ``op[key]``) become ``(``/``)``, and anything
@@ -190,12 +191,13 @@ class FsspecIOManager(IOManager):
 
 
 def _output_path(context: OutputContext) -> str:
-    """``{run_id}/{step_key}/{output_name}[/{mapping_key}]`` with safe, readable segments."""
-    parts = [
-        _segment(context.run_id, "run_id"),
-        _segment(context.step_key, "step_key"),
-        _segment(context.output_name, "output_name"),
-    ]
+    """``{run_id}/{step_key}/{output_name}[/{mapping_key}]`` with safe, readable segments;
+    a retry stores under ``{run_id}/{step_key}/retry-{n}/...``, apart from the attempts
+    before it, so that an abandoned attempt finishing late cannot overwrite it."""
+    parts = [_segment(context.run_id, "run_id"), _segment(context.step_key, "step_key")]
+    if context.attempt:
+        parts.append(f"retry-{int(context.attempt)}")
+    parts.append(_segment(context.output_name, "output_name"))
     if context.mapping_key is not None:
         parts.append(_segment(context.mapping_key, "mapping_key"))
     return "/".join(parts)

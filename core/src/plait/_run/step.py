@@ -261,7 +261,8 @@ class _StepRun:
             )
         if self.canceled is not None and self.canceled.is_set():
             raise StepCanceled("the attempt was abandoned (timeout or cancel); its outputs were not stored")
-        out_ctx = OutputContext(self.task.run_id, self.task.step_key, output_name, mapping_key, dict(context_out.metadata))
+        out_ctx = OutputContext(self.task.run_id, self.task.step_key, output_name, mapping_key,
+                                dict(context_out.metadata), attempt=self.task.attempt)
         stored = resources.io_manager(out.io_manager_key).handle_output(out_ctx, value)
         user_meta = {**context.output_metadata(output_name, mapping_key), **metadata}
         location = stored.location if stored else None
