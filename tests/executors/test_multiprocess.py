@@ -787,3 +787,34 @@ def test_an_executor_refuses_a_second_run_while_it_serves_one(home):
     assert result.success
     (error,) = refused
     assert "one run at a time" in str(error)
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_an_unguarded_script_runs_on_the_pool_without_re_running_in_workers(tmp_path, start_method):
+    """Workers never import the user's main script, so no `if __name__ == "__main__":`
+    guard is needed (the job reaches them by cloudpickle)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from plait import Instance, job, op\n"
+        "print('script body ran', flush=True)\n"
+        "@op\n"
+        "def one() -> int:\n"
+        "    return 1\n"
+        "@op\n"
+        "def plus(x: int) -> int:\n"
+        "    return x + 1\n"
+        "@job\n"
+        "def small():\n"
+        "    plus(one())\n"
+        "result = small.execute(instance=Instance('home'), run_config={'execution': {'multiprocess':"
+        f" {{'max_concurrent': 2, 'start_method': '{start_method}'}}}}}})\n"
+        "print('output', result.output_for('plus'), flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("script body ran") == 1, proc.stdout
+    assert "output 2" in proc.stdout

@@ -25,6 +25,29 @@ if TYPE_CHECKING:
 FAULT_TEXT_LIMIT = 64 * 1024
 
 
+@contextlib.contextmanager
+def main_module_hidden() -> Any:
+    """Start a spawn worker without it re-running the user's main script.
+
+    ``multiprocessing`` makes a spawned child import the parent's ``__main__`` (so that
+    functions pickled by reference resolve), which re-runs an unguarded script's
+    ``job.execute(...)`` in every worker. plait ships jobs with cloudpickle, which pickles
+    ``__main__`` definitions by value, so workers never need the main module: while the
+    child's start-up data is taken, ``__main__`` shows no file or spec to import.
+    """
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if main and name in main.__dict__}
+    try:
+        for name in saved:
+            setattr(main, name, None) if name == "__spec__" else delattr(main, name)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
+
+
 class WorkerProcess:
     """A pool process, its two pipes, and what the coordinator knows of it."""
 
@@ -40,7 +63,8 @@ class WorkerProcess:
             args=(task_reader, result_writer, list(preload), fault_path, inherited),
             name=f"plait-mp-worker-{number}",
         )
-        self.process.start()
+        with main_module_hidden():
+            self.process.start()
         # our copies of the child's ends must go, so that its death reads as EOF / EPIPE
         task_reader.close()
         result_writer.close()

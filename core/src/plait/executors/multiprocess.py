@@ -167,7 +167,7 @@ class MultiprocessExecutor(Executor):
             # the server imports plait once, so each worker (and each replacement) forks ready;
             # this only takes effect if this process has not started its fork server yet
             self._ctx.set_forkserver_preload(
-                ["__main__", "plait.executors._mp_worker", *self.config.preload_modules]
+                ["plait.executors._mp_worker", *self.config.preload_modules]
             )
         self._tmpdir = tempfile.mkdtemp(prefix="plait-mp-")
         self._selector = selectors.DefaultSelector()
@@ -528,15 +528,9 @@ class MultiprocessExecutor(Executor):
         if not worker.ready and worker.kill_at is None:
             self._startup_failures += 1
             if self._opening or self._startup_failures >= STARTUP_FAILURES_TOLERATED:
-                hint = ""
-                if self.config.start_method in ("spawn", "forkserver"):
-                    hint = (
-                        "; with start_method 'spawn' or 'forkserver' each worker imports your "
-                        "main module: guard the code that runs jobs with "
-                        "`if __name__ == \"__main__\":`"
-                    )
                 self._break(
-                    f"worker process {worker.pid} {death_cause(exitcode)} before it was ready{hint}"
+                    f"worker process {worker.pid} {death_cause(exitcode)} before it was ready "
+                    "(see its stderr above; a preload module failing to import is a common cause)"
                 )
                 return
         self._spawn()
