@@ -43,8 +43,9 @@ LIVE_EVENT_TYPES = frozenset({EventType.STEP_START, EventType.LOG})
 class WorkerState:
     """Per-process caches: loaded jobs, and resources of the most recent runs."""
 
-    def __init__(self, max_runs: int = 4) -> None:
-        self._jobs: dict[str, Any] = {}
+    def __init__(self, max_runs: int = 4, max_jobs: int = 16) -> None:
+        self._max_jobs = max_jobs
+        self._jobs: OrderedDict[str, Any] = OrderedDict()
         self._runs: OrderedDict[str, RunResources] = OrderedDict()
         self._max_runs = max_runs
         self._lock = threading.Lock()
@@ -55,11 +56,15 @@ class WorkerState:
             return ref.live
         key = ref.cache_key
         with self._lock:
-            if key not in self._jobs:
+            if key in self._jobs:
+                self._jobs.move_to_end(key)
+            else:
                 if ref.pickled is not None:
                     self._jobs[key] = cloudpickle.loads(ref.pickled)
                 elif ref.pointer is not None:
                     self._jobs[key] = load_job(ref.pointer)
+                while len(self._jobs) > self._max_jobs:  # a long-lived worker sees many jobs
+                    self._jobs.popitem(last=False)
                 else:
                     raise RuntimeError("the step task carries no job (no pointer, no pickle)")
             return self._jobs[key]
@@ -160,10 +165,21 @@ class _StepRun:
 
     def run(self) -> StepOutcome:
         task = self.task
+        try:
+            # load the job before STEP_START: loading code is not the op's time (timeouts
+            # count from STEP_START)
+            job = self.state.job(task)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported below, after STEP_START
+            job, load_error = None, exc
+        else:
+            load_error = None
         started = time.perf_counter()
         self.emit(EventType.STEP_START, f"started (attempt {task.attempt + 1})", data={"attempt": task.attempt})
         try:
-            job = self.state.job(task)
+            if load_error is not None:
+                raise load_error
             node = job.nodes.get(task.node_key)
             if node is None:
                 raise LookupError(
