@@ -171,3 +171,70 @@ def test_list_runs_newest_first_and_filtered(tmp_path: Path) -> None:
         assert [r.run_id for r in again.storage.list_runs(tags={"n": "1"})] == [first]
         assert [r.run_id for r in again.storage.list_runs(limit=1)] == [second]
         assert again.storage.list_runs(job_name="other") == []
+
+
+CONCURRENT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from plait import Instance, job, op
+
+me, other, home = sys.argv[1], sys.argv[2], sys.argv[3]
+
+@op
+def start() -> int:
+    return 0
+
+@op
+def inc(x: int) -> int:
+    return x + 1
+
+@job(name="busy_" + me)
+def busy():
+    value = start()
+    for i in range(150):
+        value = inc.alias(f"inc_{i}")(value)
+
+# both processes start their runs together: each waits (with a deadline) for the other
+Path(home, me + ".ready").touch()
+deadline = time.monotonic() + 60
+while not Path(home, other + ".ready").exists():
+    if time.monotonic() > deadline:
+        sys.exit("the other process never got ready")
+    time.sleep(0.01)
+result = busy.execute(instance=Instance(Path(home) / "plait"))
+print(result.run_id, result.output_for("inc_149"))
+"""
+
+
+def test_two_processes_run_jobs_on_one_home_at_once_and_lose_no_event(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from plait import EventType
+
+    script = tmp_path / "busy_run.py"
+    script.write_text(CONCURRENT_SCRIPT)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), me, other, str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for me, other in (("a", "b"), ("b", "a"))
+    ]
+    outputs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
+            outputs.append(out.split())
+    finally:
+        for proc in procs:
+            proc.kill()
+    instance = Instance(tmp_path / "plait")
+    for run_id, value in outputs:
+        assert value == "150"
+        events = instance.storage.get_events(run_id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[0].event_type is EventType.RUN_START
+        assert events[-1].event_type is EventType.RUN_SUCCESS
+        successes = [e for e in events if e.event_type is EventType.STEP_SUCCESS]
+        assert len(successes) == 151
+        assert instance.storage.get_run(run_id).status.value == "SUCCESS"
