@@ -408,3 +408,29 @@ def test_timeout_counts_from_the_step_start_not_from_submission():
         timer.cancel()
         release.set()
     assert result.success
+
+
+def test_worker_state_loads_a_pickled_job_once_and_keeps_a_bounded_number():
+    import cloudpickle
+
+    from plait import job, op
+    from plait._run.step import WorkerState
+    from plait.executors.base import JobRef, StepTask
+
+    @op
+    def only() -> int:
+        return 1
+
+    jobs = []
+    for i in range(3):
+        @job(name=f"j{i}")
+        def each():
+            only()
+        jobs.append(each)
+    state = WorkerState(max_jobs=2)
+    tasks = [StepTask("r", "only", "only", 0, JobRef(pickled=cloudpickle.dumps(j))) for j in jobs]
+    first = state.job(tasks[0])
+    assert first.name == "j0" and state.job(tasks[0]) is first  # cached
+    state.job(tasks[1])
+    state.job(tasks[2])
+    assert len(state._jobs) == 2  # the least recently used one was dropped

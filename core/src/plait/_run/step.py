@@ -63,10 +63,10 @@ class WorkerState:
                     self._jobs[key] = cloudpickle.loads(ref.pickled)
                 elif ref.pointer is not None:
                     self._jobs[key] = load_job(ref.pointer)
-                while len(self._jobs) > self._max_jobs:  # a long-lived worker sees many jobs
-                    self._jobs.popitem(last=False)
                 else:
                     raise RuntimeError("the step task carries no job (no pointer, no pickle)")
+                while len(self._jobs) > self._max_jobs:  # a long-lived worker sees many jobs
+                    self._jobs.popitem(last=False)
             return self._jobs[key]
 
     def resources(self, task: StepTask, job: Any) -> RunResources:
