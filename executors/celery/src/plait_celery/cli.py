@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
-from pydantic import ValidationError
 
-from plait_celery.config import CeleryConfig
+# pydantic, yaml and Celery load inside the commands: `plait --help` loads this module
 
 
 @click.group(help="Run plait steps on a Celery worker fleet.")
@@ -22,6 +20,8 @@ def _file_config(path: str | None) -> dict[str, Any]:
     """The ``execution.celery`` section of a run-config file, or the file itself."""
     if path is None:
         return {}
+    import yaml
+
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: expected a mapping, got {type(data).__name__}")
@@ -60,6 +60,10 @@ def worker(broker: str | None, backend: str | None, queues: tuple[str, ...],
             values[key] = value
     if include:
         values["include"] = [*values.get("include", []), *include]
+    from pydantic import ValidationError
+
+    from plait_celery.config import CeleryConfig
+
     try:
         config = CeleryConfig.model_validate(values)
     except ValidationError as exc:
