@@ -8,11 +8,18 @@ Shape::
 
 Every problem is collected (not just the first) and reported with its path, e.g.
 ``ops.extract.config.rows: Input should be a valid integer``.
+
+YAML files may take string values from the environment: ``${NAME}`` or
+``${NAME:-default}`` inside a string value is replaced when the file is loaded
+(``load_yaml``), so one file serves a laptop, a compose stack and a cluster. It works on
+parsed values, never on the YAML text, so an environment variable cannot change the
+structure of the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +46,8 @@ class ValidatedRunConfig:
 
 
 def load_yaml(*paths: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and deep-merge YAML run config files (later files win)."""
+    """Read YAML run config files, replace ``${NAME}`` / ``${NAME:-default}`` in their
+    string values from the environment, and deep-merge them (later files win)."""
     import yaml
 
     merged: dict[str, Any] = {}
@@ -60,8 +68,58 @@ def load_yaml(*paths: str | os.PathLike[str]) -> dict[str, Any]:
             raise RunConfigError([f"{path}{where}: invalid YAML: {problem}"]) from None
         if not isinstance(data, dict):
             raise RunConfigError([f"{path}: run config must be a mapping, got {type(data).__name__}"])
+        problems: list[str] = []
+        data = _interpolate(data, "", os.environ, problems)
+        if problems:
+            raise RunConfigError([f"{path}: {problem}" for problem in problems])
         merged = deep_merge(merged, data)
     return merged
+
+
+# `$${` (a literal `${`), or `${...}` up to the first `}` (`close` is missing when unclosed)
+_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)(?P<close>\})?")
+_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>(?:(?!\$\{).)*))?", re.S)
+
+
+def _interpolate(value: Any, where: str, environ: Mapping[str, str], problems: list[str]) -> Any:
+    """``value`` with ``${NAME}`` / ``${NAME:-default}`` in its strings replaced from
+    ``environ``; each unusable reference adds a ``key.path: problem`` line to ``problems``."""
+    if isinstance(value, str):
+        return _substitute(value, where, environ, problems)
+    if isinstance(value, dict):
+        return {key: _interpolate(item, f"{where}.{key}" if where else str(key), environ, problems)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, f"{where}[{i}]", environ, problems)
+                for i, item in enumerate(value)]
+    return value
+
+
+def _substitute(text: str, where: str, environ: Mapping[str, str], problems: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group("body") is None:
+            return "${"  # the escape `$${`
+        reference = match.group(0)
+        body = _BODY.fullmatch(match.group("body"))
+        if match.group("close") is None or body is None:
+            problems.append(
+                f"{where}: {reference!r} is not a valid environment reference; write "
+                "${NAME} or ${NAME:-default} (no nesting), or $${ for a literal ${"
+            )
+            return reference
+        name, default = body.group("name", "default")
+        value = environ.get(name)
+        if default is not None and not value:
+            return default  # unset or empty, as in a shell or docker compose
+        if value is None:
+            problems.append(
+                f"{where}: environment variable {name} is not set; set it, or give a "
+                f"default in the file: ${{{name}:-value}}"
+            )
+            return reference
+        return value
+
+    return _REFERENCE.sub(replace, text)
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
