@@ -17,8 +17,8 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -371,14 +371,14 @@ def test_fork_runs_the_same_job_in_a_process_without_other_threads(tmp_path):
     """fork is only safe (and only allowed) with no other threads; the pytest process may
     have some (fsspec's IO loop, engine clients), so the run happens in a fresh process."""
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        "import sys; sys.path.insert(0, {!r})\n"
         "from plait import Instance\n"
         "from plait.executors.multiprocess import MultiprocessExecutor\n"
         "from tests.executors.test_multiprocess import chain_and_fan\n"
-        "result = chain_and_fan.execute(instance=Instance(%r),\n"
+        "result = chain_and_fan.execute(instance=Instance({!r}),\n"
         "    executor=MultiprocessExecutor(max_concurrent=2, start_method='fork'))\n"
         "print('combine', result.output_for('combine'))\n"
-    ) % (str(Path(__file__).resolve().parents[2]), str(tmp_path / "home"))
+    ).format(str(Path(__file__).resolve().parents[2]), str(tmp_path / "home"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "combine 38" in proc.stdout
