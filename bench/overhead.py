@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import make_chain, make_fan, step_count, timed  # noqa: E402
-
 from plait import Instance  # noqa: E402
+from workloads import make_chain, make_fan, step_count, timed  # noqa: E402
 
 TARGETS = {"memory": 0.3, "files": 2.0}  # ms per step (Dagster 1.13: 5.3 and 25 ms)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from plait.executors.registry import executor_names
 from plait.testing.conformance import CASES, Case, check_case, run_case, signature
 

@@ -412,7 +412,6 @@ def test_timeout_counts_from_the_step_start_not_from_submission():
 
 def test_worker_state_loads_a_pickled_job_once_and_keeps_a_bounded_number():
     import cloudpickle
-
     from plait import job, op
     from plait._run.step import WorkerState
     from plait.executors.base import JobRef, StepTask

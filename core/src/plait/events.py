@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     RUN_START = "RUN_START"
     RUN_SUCCESS = "RUN_SUCCESS"
     RUN_FAILURE = "RUN_FAILURE"

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Backoff(str, enum.Enum):
+class Backoff(enum.StrEnum):
     """How the delay grows between attempts."""
 
     LINEAR = "linear"  # delay * n
     EXPONENTIAL = "exponential"  # delay * 2**(n-1)
 
 
-class Jitter(str, enum.Enum):
+class Jitter(enum.StrEnum):
     """Randomness added to the delay, so that many failed steps do not retry in lockstep."""
 
     FULL = "full"  # uniform in [0, delay]

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 CANCEL_CHECK_SECONDS = 0.25
 
 
-class StepStatus(str, enum.Enum):
+class StepStatus(enum.StrEnum):
     PENDING = "pending"
     READY = "ready"
     IN_FLIGHT = "in_flight"

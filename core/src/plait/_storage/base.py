@@ -16,7 +16,7 @@ from typing import Any
 from plait.events import Event, EventType
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     STARTED = "STARTED"
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
