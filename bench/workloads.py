@@ -1,8 +1,10 @@
 """The benchmark workloads, shared by every bench script: trivial ops, so that what is
-measured is plait's per-step overhead, not the ops' work."""
+measured is plait's per-step overhead, not the ops' work; a CPU-bound op; and 100 MB passed
+from one step to the next."""
 
 from __future__ import annotations
 
+import random
 import time
 
 from plait import JobDefinition, job, op
@@ -62,6 +64,43 @@ def make_cpu(n: int = 4) -> JobDefinition:
             burn_cpu.alias(f"burn_{i}")()
 
     return cpu
+
+
+DATA_MB = 100
+
+
+def make_payload(size: int) -> bytes:
+    """``size`` bytes: a random 1 MiB block repeated, which costs milliseconds to make and
+    does not shrink under the compressors engines use (their windows are far smaller)."""
+    block = random.Random(0).randbytes(2**20)
+    count, rest = divmod(size, len(block))
+    return block * count + block[:rest]
+
+
+@op
+def produce_bytes() -> bytes:
+    return make_payload(DATA_MB * 2**20)
+
+
+@op
+def count_bytes(data: bytes) -> int:
+    return len(data)
+
+
+def make_data() -> JobDefinition:
+    @job(name=f"data_{DATA_MB}mb")
+    def data():
+        count_bytes(produce_bytes())
+
+    return data
+
+
+# One instance of each job at module level, so that other processes can import it by code
+# pointer (``workloads:chain_job``): the Celery executor sends pointers, never pickles.
+chain_job = make_chain()
+fan_job = make_fan()
+cpu_job = make_cpu()
+data_job = make_data()
 
 
 def step_count(job_def: JobDefinition) -> int:
