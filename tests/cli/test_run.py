@@ -6,6 +6,7 @@ what it stored is then read back through the public API (``Instance``).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,26 @@ def test_a_closed_stdout_does_not_fail_the_run(project: Project) -> None:
         steps = {e.step_key for e in instance.storage.get_events(run_id)
                  if e.event_type is EventType.STEP_SUCCESS}
     assert steps == {"wait_for_go", "then"}
+
+
+def test_the_summary_names_mapped_steps_with_their_mapping_keys(tmp_path: Path) -> None:
+    """Step keys like op[east] are shown as they are, not swallowed as rich markup."""
+    (tmp_path / "mapped.py").write_text(
+        "from plait import DynamicOut, DynamicOutput, job, op\n"
+        "@op(out=DynamicOut(int))\n"
+        "def regions():\n"
+        "    for name in ('east', 'west'):\n"
+        "        yield DynamicOutput(1, mapping_key=name)\n"
+        "@op\n"
+        "def double(x: int) -> int:\n"
+        "    return 2 * x\n"
+        "@job\n"
+        "def mapped():\n"
+        "    regions().map(double)\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "plait.cli", "run", "mapped.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PLAIT_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr
+    summary = proc.stdout.split("Steps", 1)[-1]
+    assert "double[east]" in summary and "double[west]" in summary

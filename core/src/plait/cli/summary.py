@@ -95,7 +95,7 @@ class StepFold:
         table.add_column("note", overflow="fold")
         for row in self.rows.values():
             table.add_row(
-                row.key,
+                Text(row.key),  # plain text: a mapped key like "op[east]" is not rich markup
                 Text(*styled_status(row.status)),
                 str(row.attempts),
                 duration(row.seconds),
