@@ -113,7 +113,7 @@ CHILD_SECONDS = 60
 def spawner(context, config: GateConfig) -> int:
     """Starts a child process (as ops calling command-line tools do), reports both pids,
     then blocks until the test kills this process. The child must not outlive it."""
-    child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({CHILD_SECONDS})"])
+    child = subprocess.Popen([sys.executable, "-c", f"import threading; threading.Event().wait({CHILD_SECONDS})"])
     context.log.info("spawner running", pid=os.getpid(), child=child.pid)
     wait_at(config, "spawned")
     child.kill()

@@ -174,11 +174,11 @@ def test_list_runs_newest_first_and_filtered(tmp_path: Path) -> None:
 
 
 CONCURRENT_SCRIPT = """
-import sys, time
+import sys
 from pathlib import Path
 from plait import Instance, job, op
 
-me, other, home = sys.argv[1], sys.argv[2], sys.argv[3]
+me, home = sys.argv[1], sys.argv[2]
 
 @op
 def start() -> int:
@@ -194,15 +194,11 @@ def busy():
     for i in range(150):
         value = inc.alias(f"inc_{i}")(value)
 
-# both processes start their runs together: each waits (with a deadline) for the other
-Path(home, me + ".ready").touch()
-deadline = time.monotonic() + 60
-while not Path(home, other + ".ready").exists():
-    if time.monotonic() > deadline:
-        sys.exit("the other process never got ready")
-    time.sleep(0.01)
+# both processes start their runs together: the test says "go" once both are ready
+print("ready", flush=True)
+sys.stdin.readline()
 result = busy.execute(instance=Instance(Path(home) / "plait"))
-print(result.run_id, result.output_for("inc_149"))
+print(result.run_id, result.output_for("inc_149"), flush=True)
 """
 
 
@@ -215,12 +211,17 @@ def test_two_processes_run_jobs_on_one_home_at_once_and_lose_no_event(tmp_path: 
     script = tmp_path / "busy_run.py"
     script.write_text(CONCURRENT_SCRIPT)
     procs = [
-        subprocess.Popen([sys.executable, str(script), me, other, str(tmp_path)],
+        subprocess.Popen([sys.executable, str(script), me, str(tmp_path)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for me, other in (("a", "b"), ("b", "a"))
+        for me in ("a", "b")
     ]
     outputs = []
     try:
+        for proc in procs:  # a blocking read of each "ready" line (the pytest timeout bounds it)
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         for proc in procs:
             out, err = proc.communicate(timeout=180)
             assert proc.returncode == 0, err

@@ -595,7 +595,7 @@ def test_a_step_past_its_timeout_fails_with_kind_timeout_and_its_worker_is_kille
 def test_canceling_a_run_terminates_its_steps_and_what_they_started(home):
     @op
     def spawner(context) -> int:
-        child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({BLOCK_SECONDS})"])
+        child = subprocess.Popen([sys.executable, "-c", f"import threading; threading.Event().wait({BLOCK_SECONDS})"])
         context.log.info("started a child", pid=os.getpid(), child=child.pid)
         block()
         return 1
