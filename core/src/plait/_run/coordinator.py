@@ -20,8 +20,9 @@ State (all owned by the coordinator thread):
   each collector gains a dependency on every mapped step it gathers.
 
 The loop: submit ready steps up to ``max_concurrent``; block in ``executor.wait`` until
-a step finishes, the next retry is due or the next step deadline (op ``timeout``)
-passes; record outcomes; repeat until nothing is ready, in flight or waiting to retry.
+a step finishes, the next retry is due, the next step deadline (op ``timeout``)
+passes or recorded events are due to be written (``FLUSH_DELAY_SECONDS``); record
+outcomes; repeat until nothing is ready, in flight or waiting to retry.
 Then every instantiated step must be final; anything else is a bug and is reported.
 
 Outcomes are fenced: only the outcome of the attempt the coordinator waits for is
@@ -156,7 +157,7 @@ class Coordinator:
             if not self.in_flight and not self.ready and not self.retries:
                 self._check_plan_finished()
                 return
-            self.recorder.flush()
+            self.recorder.flush_if_due()
             if self.in_flight:
                 outcomes = self.executor.wait(list(self.in_flight), self._wait_timeout())
                 for outcome in outcomes:
@@ -183,6 +184,9 @@ class Coordinator:
         now = time.monotonic()
         candidates = [due - now for due, _, _ in self.retries[:1]]
         candidates += [self._deadline(k) - now for k in self.deadlines]
+        flush_due = self.recorder.flush_due_in()
+        if flush_due is not None:
+            candidates.append(flush_due)
         if cancel_check and self.cancel_event is not None:
             candidates.append(CANCEL_CHECK_SECONDS)
         if not candidates:

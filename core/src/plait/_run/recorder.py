@@ -21,7 +21,9 @@ from plait.events import Event, EventType, StepEvent
 log = logging.getLogger("plait.run")
 
 FLUSH_EVERY_EVENTS = 1000
-FLUSH_EVERY_SECONDS = 0.5
+FLUSH_DELAY_SECONDS = 0.1
+"""An event reaches storage at most this long after it was recorded (the coordinator
+wakes for it): writing once per loop turn cost a transaction per finished step."""
 
 
 class RunRecorder:
@@ -41,13 +43,15 @@ class RunRecorder:
         self._accepting: set[tuple[str, int]] = set()
         self._seen: set[tuple[str, int, int]] = set()
         self._unflushed: list[Event] = []
-        self._last_flush = time.monotonic()
+        self._flush_due = 0.0
 
     def _append(self, event_type: EventType, *, step_key: str | None, message: str, level: int,
                 data: dict[str, Any], attempt: int | None, timestamp: float | None = None) -> Event:
         event = Event(self.run_id, len(self.events) + 1, timestamp or time.time(), event_type,
                       step_key, level, message, data, attempt)
         self.events.append(event)
+        if not self._unflushed:
+            self._flush_due = time.monotonic() + FLUSH_DELAY_SECONDS
         self._unflushed.append(event)
         for listener in self._listeners:
             try:
@@ -86,7 +90,7 @@ class RunRecorder:
                     self._on_step_start(se.step_key, se.attempt)
                 self._append(se.event_type, step_key=se.step_key, message=se.message,
                              level=se.level, data=se.data, attempt=se.attempt, timestamp=se.timestamp)
-            if live and time.monotonic() - self._last_flush > FLUSH_EVERY_SECONDS:
+            if live and self._unflushed and time.monotonic() >= self._flush_due:
                 self._flush_locked()
 
     def live(self, event: StepEvent) -> None:
@@ -99,8 +103,17 @@ class RunRecorder:
         with self._lock:
             self._flush_locked()
 
+    def flush_due_in(self) -> float | None:
+        """Seconds until unflushed events must be written; None if there are none."""
+        with self._lock:
+            return self._flush_due - time.monotonic() if self._unflushed else None
+
+    def flush_if_due(self) -> None:
+        with self._lock:
+            if self._unflushed and time.monotonic() >= self._flush_due:
+                self._flush_locked()
+
     def _flush_locked(self) -> None:
         if self._unflushed:
             batch, self._unflushed = self._unflushed, []
             self.storage.append_events(batch)
-        self._last_flush = time.monotonic()
