@@ -154,9 +154,6 @@ class Engine:
 
     name: str
     config: dict[str, Any]
-    kills_abandoned_steps: bool
-    """Whether a canceled or timed-out step's process is killed (multiprocess, Celery); a
-    Dask worker cannot stop a running thread, so the step runs on until it returns."""
     dask_address: str | None = None
     celery_worker: Any = None
     """The private Celery worker (tests.services.celery_workers.WorkerProcess), if any."""
@@ -182,13 +179,12 @@ class Engine:
 def shared_engine(executor: str, request: pytest.FixtureRequest) -> Engine:
     """The session's engines (or a fresh 2-worker pool), for faults that kill no worker."""
     if executor == "multiprocess":
-        return Engine(executor, {"max_concurrent": 2}, kills_abandoned_steps=True)
+        return Engine(executor, {"max_concurrent": 2})
     if executor == "dask":
         address = request.getfixturevalue("dask_address")
-        return Engine(executor, {"address": address}, kills_abandoned_steps=False,
-                      dask_address=address)
+        return Engine(executor, {"address": address}, dask_address=address)
     fleet = request.getfixturevalue("celery_fleet")
-    return Engine(executor, fleet.config(), kills_abandoned_steps=True)
+    return Engine(executor, fleet.config())
 
 
 def private_engine(executor: str, request: pytest.FixtureRequest) -> Engine:
@@ -198,16 +194,15 @@ def private_engine(executor: str, request: pytest.FixtureRequest) -> Engine:
     before the attempt fails; 0 makes every engine fail the attempt at the first death, so
     the op's RetryPolicy alone decides what follows."""
     if executor == "multiprocess":
-        return Engine(executor, {"max_concurrent": 1}, kills_abandoned_steps=True)
+        return Engine(executor, {"max_concurrent": 1})
     if executor == "dask":
         cluster = request.getfixturevalue("dask_cluster_factory")(n_workers=1, threads_per_worker=1)
-        return Engine(executor, {"address": cluster.scheduler_address}, kills_abandoned_steps=False,
+        return Engine(executor, {"address": cluster.scheduler_address},
                       dask_address=cluster.scheduler_address)
     fleet = request.getfixturevalue("celery_fleet")
     queue = f"faults-{uuid.uuid4().hex[:8]}"
     worker = request.getfixturevalue("worker_factory")(fleet.broker, fleet.backend, [queue])
-    return Engine(executor, fleet.config(queue=queue, max_redeliveries=0),
-                  kills_abandoned_steps=True, celery_worker=worker)
+    return Engine(executor, fleet.config(queue=queue, max_redeliveries=0), celery_worker=worker)
 
 
 # ---- running -------------------------------------------------------------------------------------

@@ -114,8 +114,7 @@ def test_a_worker_killed_mid_step(executor: str, private: Engine, retry: bool, h
     assert run.wall < WALL_BOUND
     private.assert_replaced(killed)
     _check_death(executor, result, "victim", retry, killed)
-    if executor != "dask":  # Dask says which worker died, by address
-        assert "SIGKILL" in _death_message(result, "victim", retry)
+    assert "SIGKILL" in _death_message(result, "victim", retry)
     assert ran == 1, f"the killed attempt ran {ran} times"
     check_recorded_once(result, home, ended={"victim", "after"})
 
@@ -135,7 +134,7 @@ def test_a_step_that_exits_its_process(executor: str, private: Engine, retry: bo
     private.assert_replaced(died)
     _check_death(executor, result, "quitter", retry, died)
     message = _death_message(result, "quitter", retry)
-    if executor == "multiprocess":
+    if executor in ("multiprocess", "dask"):
         assert f"worker process {died} exited with code 3 while running step 'quitter'" in message
     elif executor == "celery":
         assert "exitcode 3" in message
@@ -165,10 +164,6 @@ def test_a_killed_worker_leaves_no_process_its_step_started(
 
 
 ORPHANED_CHILDREN = {
-    "dask": (
-        "bug: a process an op started outlives its Dask worker when the worker is killed: "
-        "the worker runs in the test's process group and nothing kills what it started "
-        "(plait_dask._worker.run_step_on_worker / the nanny restart)"),
     "celery": (
         "bug: a process an op started outlives its Celery pool process when that is killed: "
         "pool processes share the worker's process group and "
@@ -205,8 +200,7 @@ def _check_death(executor: str, result: Any, step_key: str, retry: bool, pid: in
         failure = failure_of(result, step_key)
         assert failure.data["kind"] in DEATH_KINDS[executor], str(failure)
         assert "died" in failure.message or "exited" in failure.message, failure.message
-        if executor != "dask":
-            assert str(pid) in failure.message
+        assert str(pid) in failure.message
         assert [e.event_type for e in result.events_for("after")] == [EventType.STEP_SKIPPED]
         assert starts in ([0], [] if start_may_die else [0])
 
@@ -220,14 +214,8 @@ def test_a_step_over_its_timeout(executor: str, shared: Engine, home: Instance) 
             {"stuck": gates.config(), "witness": gates.config()})).start()
         failure = run.wait_for(EventType.STEP_FAILURE, "stuck", timeout=WALL_BOUND)
         pid = gates.wait_visitor("release-stuck", EXIT_TIMEOUT)
-        if shared.kills_abandoned_steps:
-            assert wait_gone([pid]) == [], f"the timed-out step's process {pid} still runs"
-        else:
-            # a Dask worker cannot stop the thread: let the attempt go on at once, log and
-            # return. (Its output may then still be written, under its attempt's own path,
-            # when it returns before the worker learnt of the cancel: never recorded.)
-            gates.open("release-stuck")
-            assert gates.wait_opened("stuck-done", EXIT_TIMEOUT), "the released step did not end"
+        # killed: at once (multiprocess, Celery), or by a worker restart (Dask, plait_dask._stuck)
+        assert wait_gone([pid]) == [], f"the timed-out step's process {pid} still runs"
         gates.open("witness")  # only now may the run end
         result = run.join()
         ran = len(gates.visitors("release-stuck"))
@@ -244,9 +232,8 @@ def test_a_step_over_its_timeout(executor: str, shared: Engine, home: Instance) 
     assert result.output_for("witness") is True
     handled = {EventType.STEP_OUTPUT, EventType.HANDLED_OUTPUT}
     assert not [e for e in result.events_for("stuck") if e.event_type in handled]
-    if shared.kills_abandoned_steps:  # killed before it could return
-        assert home.storage_dir is not None
-        assert not (home.storage_dir / result.run_id / "stuck").exists()
+    assert home.storage_dir is not None  # killed before it could return
+    assert not (home.storage_dir / result.run_id / "stuck").exists()
     check_recorded_once(result, home, ended={"stuck", "witness"})
 
 
@@ -257,12 +244,6 @@ RETRY_BOUND = 12.0
 def test_a_timed_out_step_is_retried_on_a_freed_slot(executor: str, private: Engine,
                                                       home: Instance,
                                                       request: pytest.FixtureRequest) -> None:
-    if executor == "dask":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "bug: DaskExecutor.cancel (plait_dask/executor.py) only cancels the future; the "
-            "timed-out op keeps its worker thread, so the retry waits behind it until the "
-            "abandoned op returns by itself (forever for a hung op): the op timeout does not "
-            "bound the run")))
     with Rendezvous() as gates:
         run = FaultRun(fault_jobs.timeout_retry_job, instance=home,
                        run_config=private.run_config({"stuck_once": gates.config()})).start()
@@ -298,8 +279,7 @@ def test_cancel_mid_run(executor: str, private: Engine, home: Instance) -> None:
                                                       "quick": gates.config()})).start()
         result = run.join()
         pid = running[0].data["pid"]
-        if private.kills_abandoned_steps:
-            assert wait_gone([pid]) == [], f"the canceled step's process {pid} still runs"
+        assert wait_gone([pid]) == [], f"the canceled step's process {pid} still runs"
         quick_ran = gates.is_open("quick-ran")
         slow_ran = len(gates.visitors("release-slow"))
     assert run.wall < WALL_BOUND

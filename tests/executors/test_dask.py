@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import signal
 import socket
@@ -154,6 +155,47 @@ def gated_with_timeout(context, config: GateConfig) -> str:
 @job
 def gated_timeout_job():
     gated_with_timeout()
+
+
+@op(timeout=1.0, tags={"plait/priority": 5})
+def hangs(context, config: GateConfig) -> str:
+    return gated.fn(context, config)
+
+
+@op(tags={"plait/priority": 5})
+def bystander(context, config: GateConfig) -> str:
+    return gated.fn(context, config)
+
+
+@op
+def queued_behind() -> int:
+    return os.getpid()
+
+
+@job
+def hung_worker_job():
+    """On one worker with two threads: ``hangs`` (past its timeout) and ``bystander``
+    take both threads, ``queued_behind`` waits on the worker for one."""
+    hangs()
+    bystander()
+    queued_behind()
+
+
+@op
+def spawns(context, config: GateConfig) -> str:
+    """Starts a child process (as ops calling command-line tools do), then blocks."""
+    child = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait(120)"])
+    context.log.info("spawned a child", child=child.pid)
+    try:
+        return gated.fn(context, config)
+    finally:
+        child.kill()
+        child.wait()
+
+
+@job
+def spawns_job():
+    spawns()
 
 
 @op(tags={"plait/priority": 7, "dask/resources": {"slot": 1}})
@@ -462,7 +504,8 @@ def test_a_killed_worker_without_retry_policy_fails_the_step_as_lost(
         gated_job.execute, merge(dask(cluster.scheduler_address), gate.config("gated")),
         instance=Instance(tmp_path), gate=gate, raise_on_error=False,
     )
-    os.kill(gate.wait_blocked(), signal.SIGKILL)
+    pid = gate.wait_blocked()
+    os.kill(pid, signal.SIGKILL)
     thread.join(RUN_TIMEOUT)
     assert not thread.is_alive(), "the run hung after its worker died"
     result = box["result"]
@@ -470,7 +513,125 @@ def test_a_killed_worker_without_retry_policy_fails_the_step_as_lost(
     failure = [e for e in result.events_for("gated") if e.event_type is EventType.STEP_FAILURE]
     assert len(failure) == 1
     assert failure[0].data["kind"] == "lost"
-    assert "worker" in failure[0].message and "died" in failure[0].message
+    assert failure[0].message.startswith("lost: Dask worker tcp://127.0.0.1:"), failure[0].message
+    assert f"worker process {pid} died with signal SIGKILL" in failure[0].message  # from the nanny
+    assert "while running step 'gated' (attempt 1)" in failure[0].message
+
+
+def test_a_killed_worker_of_dask_worker_cli_takes_what_its_step_started_along(
+    dask_nanny_cluster, tmp_path: Path, gate: _Gate
+) -> None:
+    """On a cluster plait did not start (``dask worker`` with its nanny), plait's plugins,
+    registered by the client, kill a dead worker's process group and report its exit."""
+    import psutil
+
+    children: list[int] = []
+    logged = threading.Event()
+
+    def on_event(event: Any) -> None:
+        if event.event_type is EventType.LOG and "child" in event.data:
+            children.append(event.data["child"])
+            logged.set()
+
+    thread, box = run_in_thread(
+        spawns_job.execute, merge(dask(dask_nanny_cluster.address, ship_code=True),
+                                  gate.config("spawns")),
+        instance=Instance(tmp_path), gate=gate, raise_on_error=False, on_event=on_event,
+    )
+    pid = gate.wait_blocked()
+    assert logged.wait(30), "the step's log line with its child's pid did not arrive"
+    try:
+        os.kill(pid, signal.SIGKILL)
+        thread.join(RUN_TIMEOUT)
+        assert not thread.is_alive(), "the run hung after its worker died"
+        (failure,) = [e for e in box["result"].events_for("spawns")
+                      if e.event_type is EventType.STEP_FAILURE]
+        assert failure.data["kind"] == "lost"
+        assert f"worker process {pid} died with signal SIGKILL" in failure.message, failure.message
+        child = psutil.Process(children[0]) if psutil.pid_exists(children[0]) else None
+        _, alive = psutil.wait_procs([child] if child else [], timeout=15)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (
+            "the step's child process outlived its killed worker")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(children[0], signal.SIGKILL)
+
+
+def test_a_worker_whose_canceled_step_hangs_is_restarted(
+    dask_cluster_factory, tmp_path: Path, gate: _Gate
+) -> None:
+    """Dask cannot stop the thread of a step past its timeout: plait restarts its worker.
+    The step running beside it dies with the worker (lost, the message says why); the one
+    waiting on that worker for a thread never started, so it runs on the new worker."""
+    cluster = dask_cluster_factory(n_workers=1, threads_per_worker=2)
+    ops = merge(gate.config("hangs"), gate.config("bystander"))
+    thread, box = run_in_thread(
+        hung_worker_job.execute, merge(dask(cluster.scheduler_address), ops),
+        instance=Instance(tmp_path), gate=gate, raise_on_error=False,
+    )
+    pid = gate.wait_blocked()
+    assert gate.wait_blocked() == pid  # both on the one worker process
+    thread.join(RUN_TIMEOUT)
+    assert not thread.is_alive(), "the run hung behind its timed-out step"
+    result = box["result"]
+    assert [e.data["kind"] for e in result.events_for("hangs")
+            if e.event_type is EventType.STEP_FAILURE] == ["timeout"]
+    (lost,) = [e for e in result.events_for("bystander") if e.event_type is EventType.STEP_FAILURE]
+    assert lost.data["kind"] == "lost"
+    assert (f"worker process {pid} died with signal SIGKILL: plait restarted the worker to stop "
+            "step 'hangs' (attempt 1)") in lost.message, lost.message
+    assert result.output_for("queued_behind") not in (pid, None)
+    starts = [e for e in result.events_for("queued_behind") if e.event_type is EventType.STEP_START]
+    assert [e.attempt for e in starts] == [0]  # moved, not failed: it had not started
+    import psutil
+
+    _, alive = psutil.wait_procs([psutil.Process(pid)] if psutil.pid_exists(pid) else [], timeout=15)
+    assert not alive, "the restarted worker process is still running"
+    assert_no_duplicate_events(result)
+
+
+def test_a_canceled_step_on_a_worker_without_nanny_is_left_running_with_a_warning(
+    dask_process_cluster, tmp_path: Path, gate: _Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plait_dask import DaskExecutor
+
+    warned = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "no nanny" in record.getMessage():
+                warned.set()
+
+    watch = Watch(level=logging.WARNING)
+    logging.getLogger("plait_dask").addHandler(watch)
+    try:
+        with DaskExecutor(address=dask_process_cluster.address, ship_code=True) as executor:
+            thread, box = run_in_thread(
+                gated_timeout_job.execute, gate.config("gated_with_timeout"), executor=executor,
+                instance=Instance(tmp_path), gate=gate, raise_on_error=False,
+            )
+            pid = gate.wait_blocked()
+            thread.join(RUN_TIMEOUT)
+            assert box["result"].status is RunStatus.FAILURE
+            assert warned.wait(30), "no warning that the canceled step still runs"
+        assert pid == dask_process_cluster.worker.pid
+        assert dask_process_cluster.worker.poll() is None, "the worker without nanny was stopped"
+    finally:
+        logging.getLogger("plait_dask").removeHandler(watch)
+    assert "step 'gated_with_timeout' (attempt 1) of run" in caplog.text
+    assert "has no nanny to restart it" in caplog.text
+
+
+def test_restarting_stuck_workers_is_set_in_the_workers_dask_config() -> None:
+    import dask
+    from plait_dask._stuck import RESTART_AFTER_CONFIG, RESTART_AFTER_SECONDS, restart_after_seconds
+
+    assert restart_after_seconds() == RESTART_AFTER_SECONDS
+    for off in (False, None, "false", "off"):  # YAML false, or the env var's text
+        with dask.config.set({RESTART_AFTER_CONFIG: off}):
+            assert restart_after_seconds() is None, off
+    with dask.config.set({RESTART_AFTER_CONFIG: "10"}):
+        assert restart_after_seconds() == 10.0
 
 
 def test_a_scheduler_that_goes_away_fails_the_run_with_its_address(

@@ -8,8 +8,9 @@ Fixtures:
   destructive tests (killing workers); every one it started is closed after the test, and
   its processes are checked to be gone.
 - ``dask_process_cluster`` (function): a scheduler and one worker started as separate
-  ``dask scheduler`` / ``dask worker`` processes, as on a real cluster, so a test can
-  kill the scheduler. The worker has no copy of the tests (jobs need ``ship_code``).
+  ``dask scheduler`` / ``dask worker --no-nanny`` processes, as on a real cluster, so a
+  test can kill the scheduler. The worker has no copy of the tests (jobs need
+  ``ship_code``). ``dask_nanny_cluster``: the same with the worker under its nanny.
 
 The LocalClusters live in a helper process (``python -m tests.services.dask_cluster``),
 not in pytest's: see ``ClusterProcess``.
@@ -20,6 +21,7 @@ If distributed is not installed the tests are skipped (or fail under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -116,11 +118,23 @@ class ProcessCluster:
     address: str
     scheduler: subprocess.Popen
     worker: subprocess.Popen
+    """The ``dask worker`` process: the worker itself, or its nanny (``nanny=True``)."""
 
 
 @pytest.fixture
 def dask_process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
-    """A scheduler process and one worker process (1 thread) on 127.0.0.1."""
+    """A scheduler process and one worker process (1 thread, no nanny) on 127.0.0.1."""
+    yield from _process_cluster(tmp_path_factory, nanny=False)
+
+
+@pytest.fixture
+def dask_nanny_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
+    """A scheduler process and ``dask worker`` with its nanny (1 thread) on 127.0.0.1, as
+    on a cluster plait did not start: plait's plugins come from the client."""
+    yield from _process_cluster(tmp_path_factory, nanny=True)
+
+
+def _process_cluster(tmp_path_factory: pytest.TempPathFactory, nanny: bool) -> Iterator[ProcessCluster]:
     try:
         from distributed import Client
     except ImportError as exc:
@@ -139,17 +153,34 @@ def dask_process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
             missing_service(f"the dask scheduler did not listen on {address} in {START_TIMEOUT}s")
         worker = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-             "--no-nanny", "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"], **common,
+             "--nanny" if nanny else "--no-nanny", "--host", "127.0.0.1",
+             "--dashboard-address", "127.0.0.1:0"], **common,
         )
         procs.append(worker)
         with Client(address, set_as_default=False, timeout=START_TIMEOUT) as client:
             client.wait_for_workers(1, timeout=START_TIMEOUT)
         yield ProcessCluster(address, scheduler, worker)
     finally:
-        for proc in procs:
-            proc.kill()
-        for proc in procs:
+        _stop(procs[::-1])
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM, so that a nanny stops its worker process, then SIGKILL what is left."""
+    import psutil
+
+    for proc in procs:
+        children = []
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()
+        try:
             proc.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(CLOSE_TIMEOUT)
+        _, alive = psutil.wait_procs(children, timeout=CLOSE_TIMEOUT)
+        for child in alive:
+            child.kill()
 
 
 def _serve(options: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from plait.executors.base import StepHandle, StepOutcome
 
+from plait_dask._exits import WorkerExits
+
 if TYPE_CHECKING:
     from distributed import Future
 
@@ -51,9 +53,11 @@ class DaskStepHandle(StepHandle):
     """The outcome was taken (or the attempt canceled): later news of it is ignored."""
 
 
-def outcome_of_future(handle: DaskStepHandle, future: Future) -> StepOutcome | None:
+def outcome_of_future(handle: DaskStepHandle, future: Future,
+                      exits: WorkerExits | None = None) -> StepOutcome | None:
     """The outcome of a future Dask reports done; None if it was canceled (by plait, or
-    because the client lost its scheduler: the caller checks the client then)."""
+    because the client lost its scheduler: the caller checks the client then). ``exits``
+    tells how a dead worker's process exited."""
     from distributed.scheduler import KilledWorker
 
     task = handle.task
@@ -72,13 +76,8 @@ def outcome_of_future(handle: DaskStepHandle, future: Future) -> StepOutcome | N
     if status == "error":
         exc: Any = future.exception(timeout=RESULT_TIMEOUT_SECONDS)
         if isinstance(exc, KilledWorker):
-            worker = getattr(exc.last_worker, "address", None) or handle.worker or "?"
-            return StepOutcome.failed(
-                task, "lost",
-                f"the Dask worker {worker} died while running step {task.step_key!r} "
-                f"(attempt {task.attempt + 1}); plait does not let Dask re-run it, the op's "
-                "retry policy decides",
-            )
+            return StepOutcome.failed(task, "lost", (exits or WorkerExits()).lost_message(
+                task, exc.last_worker, handle.worker))
         return unsent_outcome(handle, exc)
     return StepOutcome.failed(
         task, "lost", f"Dask lost the task of step {task.step_key!r} (future {status})"

@@ -63,12 +63,14 @@ def _probe(address: str, timeout: float) -> None:
 
 
 def prepare(client: Client) -> bool:
-    """Tune the client for step-by-step submission and install the fence plugin; whether
-    the plugin is in place."""
+    """Tune the client for step-by-step submission and install plait's plugins; whether
+    the fence plugin is in place."""
     comm = getattr(client, "scheduler_comm", None)
     if comm is not None and hasattr(comm, "interval"):
         comm.interval = CLIENT_SEND_INTERVAL
-    return _install_fence(client)
+    fenced = _install_fence(client)
+    _install_guards(client)
+    return fenced
 
 
 def _start_local_cluster(config: DaskConfig) -> Any:
@@ -84,6 +86,29 @@ def _start_local_cluster(config: DaskConfig) -> Any:
         raise ExecutorError(
             f"could not start a Dask LocalCluster with {kwargs}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _install_guards(client: Client) -> None:
+    """The worker and nanny plugins that stop a canceled step that does not return
+    (``_stuck``) and kill what a dead worker's steps started (``_reaper``). Shipped by
+    value, like the fence: a worker runs the plugin code of the plait that registered it."""
+    import cloudpickle
+
+    from plait_dask import _reaper, _stuck
+
+    for module in (_stuck, _reaper):
+        cloudpickle.register_pickle_by_value(module)
+    guards = (
+        (_stuck.StuckStepGuard(), "a step that plait canceled (op timeout, canceled run) "
+         "keeps its worker thread until it returns, forever if it hangs"),
+        (_reaper.WorkerReaper(), "processes a step started outlive a worker that dies"),
+    )
+    for plugin, otherwise in guards:
+        try:
+            client.register_plugin(plugin)
+        except Exception as exc:  # noqa: BLE001 - e.g. a cluster that refuses pickled plugins
+            logger.warning("could not install plait's %s plugin on the Dask cluster (%s: %s): %s",
+                           plugin.name, type(exc).__name__, exc, otherwise)
 
 
 def _install_fence(client: Client) -> bool:

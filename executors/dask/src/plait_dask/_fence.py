@@ -12,6 +12,12 @@ A worker that leaves gracefully (retired, scaled down) does not count as a death
 moves its tasks elsewhere and plait accepts the outcome of that run of the attempt. (The
 plugin cannot veto that move: Dask decides it before any plugin hook runs.)
 
+When plait restarts a worker to stop a canceled step that does not return (``_stuck``),
+the worker first names the plait tasks assigned to it that have not started (``spare`` on
+``CONTROL_TOPIC``): the plugin takes those one step back from the limit, so that this
+death moves them to another worker instead of failing them (they never ran); the next
+death fails them as before.
+
 It also truncates a finished run's live-event topic, which the scheduler would otherwise
 keep (up to ``distributed.admin.low-level-log-length`` events) for the cluster's life.
 
@@ -25,7 +31,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-PLUGIN_NAME = "plait-fence-v1"
+PLUGIN_NAME = "plait-fence-v2"
 KEY_PREFIX = "plait-"
 CONTROL_TOPIC = "plait-control"
 
@@ -60,4 +66,15 @@ class PlaitFence(SchedulerPlugin):
         done = msg.get("truncate")
         if isinstance(done, str) and done.startswith(KEY_PREFIX):
             broker.truncate(done)
+        self._spare(msg.get("spare"), msg.get("worker"))
         broker.truncate(CONTROL_TOPIC)
+
+    def _spare(self, keys: Any, worker: Any) -> None:
+        if not isinstance(keys, (list, tuple)) or not keys:
+            return
+        limit = self.scheduler.allowed_failures
+        for key in keys:
+            ts = self.scheduler.tasks.get(key) if _ours(key) else None
+            ws = None if ts is None else ts.processing_on
+            if ws is not None and ws.address == worker:
+                ts.suspicious = min(ts.suspicious, limit - 1)

@@ -53,6 +53,7 @@ from plait_dask._attempts import (
     task_key,
     unsent_outcome,
 )
+from plait_dask._exits import WorkerExits
 from plait_dask._ship import ShippedJobs
 from plait_dask._tags import priority_of, resources_of
 from plait_dask.config import DaskConfig
@@ -88,6 +89,7 @@ class DaskExecutor(Executor):
         self._cluster: Any = None
         self._threads = 0
         self._fenced = False
+        self._exits = WorkerExits()
         self._shipped = ShippedJobs(self.config.ship_code)
         self._lock = threading.Lock()
         self._runs: dict[str, RunAttempts] = {}
@@ -128,6 +130,7 @@ class DaskExecutor(Executor):
         self._client, self._cluster = connect(self.config)
         try:
             self._fenced = prepare(self._client)
+            self._exits.watch(self._client)
             self._threads = sum(self._client.nthreads().values())
         except BaseException:
             self.stop()
@@ -211,6 +214,7 @@ class DaskExecutor(Executor):
     def cancel(self, handle: StepHandle) -> None:
         if not isinstance(handle, DaskStepHandle) or not self._resolve(handle):
             return
+        self._exits.canceled(handle)  # a worker that cannot stop it names it (_stuck)
         with self._lock:
             self._unsent = [u for u in self._unsent if u[0] is not handle]
             future, handle.future = handle.future, None
@@ -330,7 +334,7 @@ class DaskExecutor(Executor):
                 logger.debug("the pushed outcome of %s did not load: %s", handle.key, exc)
         if future is None:
             return None
-        outcome = outcome_of_future(handle, future)
+        outcome = outcome_of_future(handle, future, self._exits)
         if outcome is None:  # canceled, but not by plait
             self._live_client()  # raises if the scheduler went away
             outcome = StepOutcome.failed(
