@@ -15,6 +15,7 @@ import queue
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 from plait.executors.base import StepHandle, StepOutcome
 
 from plait_dask._exits import WorkerExits
@@ -64,7 +65,7 @@ def outcome_of_future(handle: DaskStepHandle, future: Future,
     status = future.status
     if status == "finished":
         try:
-            return future.result(timeout=RESULT_TIMEOUT_SECONDS)
+            return cloudpickle.loads(future.result(timeout=RESULT_TIMEOUT_SECONDS))
         except Exception as exc:  # noqa: BLE001 - the worker holding it went away
             return StepOutcome.failed(
                 task, "lost",
