@@ -41,14 +41,19 @@ def write_atomic(fs: AbstractFileSystem, path: str, dump: Dump) -> int:
         return _write_local(path, dump)
     if isinstance(fs, MemoryFileSystem):
         return _write_memory(fs, path, dump)
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if protocols & _COMMIT_ON_CLOSE:
+    if is_s3(fs):
         return _write_commit_on_close(fs, path, dump)
     return _write_then_move(fs, path, dump)
 
 
+def is_s3(fs: AbstractFileSystem) -> bool:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & _COMMIT_ON_CLOSE)
+
+
 def open_stored(fs: AbstractFileSystem, path: str) -> BinaryIO:
-    """A readable file over a stored object; ``FileNotFoundError`` if there is none.
+    """A readable, seekable file over a stored object; ``FileNotFoundError`` if there is
+    none. (``plait_io._fetch`` reads S3 without this copy.)
 
     Local files stream from disk. Elsewhere the whole object is read in one ranged GET
     (``open`` then ``read()``): streaming ``pickle.load`` through s3fs's readahead cache

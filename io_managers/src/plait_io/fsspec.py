@@ -30,10 +30,11 @@ from typing import Any, ClassVar
 from fsspec import AbstractFileSystem
 from fsspec.core import split_protocol, url_to_fs
 
-from plait_io._atomic import open_stored, write_atomic
+from plait_io._atomic import write_atomic
 from plait_io._base import InputContext, IOManager, OutputContext, StoredOutput
 from plait_io._errors import OutputNotFoundError, StorageUnavailableError
-from plait_io._serializers import get_serializer, read_object, write_object
+from plait_io._fetch import fetch_stored
+from plait_io._serializers import get_serializer, write_object
 
 __all__ = ["FsspecIOManager"]
 
@@ -134,13 +135,12 @@ class FsspecIOManager(IOManager):
             relative = _output_path(up)
             path, url = f"{base_path}/{relative}", f"{self._url}/{relative}"
         try:
-            f = open_stored(fs, path)
+            fetched = fetch_stored(fs, path, url)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise OutputNotFoundError(
                 url, up.step_key, up.output_name, up.run_id, up.mapping_key
             ) from exc
-        with f:
-            return read_object(f, url)
+        return fetched.load()
 
     def preflight(self) -> None:
         """Write and delete a small probe under the base URL; raise if either fails."""
@@ -159,8 +159,7 @@ class FsspecIOManager(IOManager):
     def load_location(self, location: str) -> Any:
         """Load an object by the location ``handle_output`` reported (for inspection)."""
         fs, path, url = self._resolve(location)
-        with open_stored(fs, path) as f:
-            return read_object(f, url)
+        return fetch_stored(fs, path, url).load()
 
     def has_output(self, context: OutputContext) -> bool:
         fs, base_path = self._filesystem()
