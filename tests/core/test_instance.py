@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plait import EventType, Instance, RunStatus, job, op
+from plait import ConfigurableFsspecIOManager, EventType, Instance, RunStatus, job, op
 from plait._storage.sqlite import SqliteRunStorage
 from plait.instance import HOME_ENV
 from plait_io import FsspecIOManager, MemoryIOManager
@@ -96,7 +96,8 @@ def test_execute_without_an_instance_uses_the_default_home(
 def test_default_io_manager_is_fsspec_under_home_storage(tmp_path: Path) -> None:
     with Instance(tmp_path / "home") as instance:
         manager = instance.default_io_manager()
-        assert isinstance(manager, FsspecIOManager)
+        assert isinstance(manager, ConfigurableFsspecIOManager)  # so run config can replace it
+        assert isinstance(manager.manager, FsspecIOManager)
         result = sums.execute(instance=instance)
     storage = tmp_path / "home" / "storage" / result.run_id
     assert sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file()) == [

@@ -32,6 +32,7 @@ _NAMES: dict[str, str] = {
     "TypeCheck": "plait._defs.types",
     "Config": "plait.config",
     "ConfigurableResource": "plait.config",
+    "ConfigurableFsspecIOManager": "plait.io_managers",
     "OpContext": "plait.context",
     "RetryPolicy": "plait.retry",
     "Backoff": "plait.retry",
@@ -116,5 +117,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from plait.events import Event, EventType
     from plait.executors.base import Executor, StepHandle, StepOutcome, StepTask
     from plait.instance import Instance
+    from plait.io_managers import ConfigurableFsspecIOManager
     from plait.result import RunResult
     from plait.retry import Backoff, Failure, Jitter, RetryPolicy, RetryRequested

@@ -8,7 +8,9 @@ working directory): SQLite run storage at ``runs.db`` and outputs under ``storag
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from plait_io import IOManager, MemoryIOManager
 
@@ -42,13 +44,27 @@ class Instance:
     def is_ephemeral(self) -> bool:
         return self.home is None
 
-    def default_io_manager(self) -> IOManager:
-        """Fsspec storage under the home folder; memory for an ephemeral instance."""
-        if self.storage_dir is None:
-            return MemoryIOManager()
-        from plait_io import FsspecIOManager
+    def default_io_manager(self, config: Mapping[str, Any] | None = None) -> IOManager:
+        """The IO manager of a job that configures none, with ``config`` (the run config's
+        ``resources.io_manager.config``) applied.
 
-        return FsspecIOManager(str(self.storage_dir))
+        Persistent: a ``ConfigurableFsspecIOManager`` on the storage folder, whose fields
+        run config may replace (``base_url``, ``storage_options``, ``serializer``).
+        Ephemeral: memory, unless ``config`` names a ``base_url``. Bad config raises
+        ``pydantic.ValidationError`` (run config validation reports it with its path).
+        """
+        if self.storage_dir is None:
+            if not config:
+                return MemoryIOManager()
+            from plait.io_managers import fsspec_io_from_config
+
+            return fsspec_io_from_config(config)
+        from plait.io_managers import ConfigurableFsspecIOManager
+
+        manager = ConfigurableFsspecIOManager(base_url=str(self.storage_dir))
+        if config:
+            return manager.with_config(dict(config))  # type: ignore[return-value]
+        return manager
 
     def close(self) -> None:
         self.storage.close()

@@ -23,13 +23,14 @@ from plait._plan.selection import select_nodes
 from plait._run.coordinator import Coordinator, RunPlan
 from plait._run.outputs import StepOutputs
 from plait._run.recorder import RunRecorder
-from plait._run.resources import IO_MANAGER_KEY, resolve_resources
+from plait._run.resources import IO_MANAGER_KEY, InstanceDefaultIO, resolve_resources
 from plait._run.run_config import ValidatedRunConfig, validate_run_config
 from plait._storage.base import RunRecord, RunStatus
 from plait.errors import ExecutorError, ResourceError, RunConfigError, StorageError
 from plait.events import Event, EventType
 from plait.executors.base import Executor, JobRef
 from plait.executors.registry import get_executor_class
+from plait.io_managers import ConfigurableFsspecIOManager
 from plait.result import RunResult
 
 if TYPE_CHECKING:
@@ -58,11 +59,16 @@ def execute_job(
     instance = instance if instance is not None else Instance()
     available = {**job.resources, **(resources or {})}
     arg_name = executor if isinstance(executor, str) else getattr(executor, "name", None)
-    validated = validate_run_config(job, run_config, available, arg_name)
+    uses_default_io = IO_MANAGER_KEY not in available
+    checked = {**available, IO_MANAGER_KEY: InstanceDefaultIO.of(instance)} if uses_default_io \
+        else available
+    validated = validate_run_config(job, run_config, checked, arg_name)
     selected = _selection(job, op_selection, reused or {})
     executor_obj = _choose_executor(job, executor, validated)
 
-    default_io = None if IO_MANAGER_KEY in available else instance.default_io_manager()
+    default_io = None
+    if uses_default_io:  # run config is applied here, once, where relative paths are meant
+        default_io = instance.default_io_manager(validated.resource_config.pop(IO_MANAGER_KEY, None))
     resolved = resolve_resources(job.resources, resources, validated.resource_config, default_io)
     io_managers = _check_resources(job, selected, resolved)
 
@@ -79,7 +85,7 @@ def execute_job(
     pointer = find_code_pointer(job)
     job_pickle: bytes | None = None
     if executor_obj.crosses_processes:
-        _check_cross_process(executor_obj, io_managers)
+        _check_cross_process(executor_obj, io_managers, uses_default_io)
         job_pickle = _pickle_job(job, executor_obj)
         plan.job_ref = JobRef(pointer=pointer, pickled=None if executor_obj.requires_code_pointer else job_pickle)
         if executor_obj.requires_code_pointer and pointer is None:
@@ -90,8 +96,9 @@ def execute_job(
                 "or run it from the CLI as `plait run path/to/file.py:job`"
             )
         plan.resource_overrides = cloudpickle.dumps(dict(resources)) if resources else None
-        if default_io is not None:
-            plan.default_io = {"base_url": default_io.base_url}  # type: ignore[attr-defined]
+        if isinstance(default_io, ConfigurableFsspecIOManager):
+            # its fields, run config applied: workers rebuild the very same manager
+            plan.default_io = default_io.model_dump()
     else:
         plan.resources = resolved
     _preflight(io_managers)
@@ -229,12 +236,18 @@ def _check_resources(job: JobDefinition, selected: set[str], resolved: Mapping[s
     return io_managers
 
 
-def _check_cross_process(executor: Executor, io_managers: Mapping[str, IOManager]) -> None:
+def _check_cross_process(executor: Executor, io_managers: Mapping[str, IOManager],
+                         uses_default_io: bool) -> None:
     local = sorted(key for key, m in io_managers.items() if m.process_local)
     if local:
+        in_run_config = (
+            "Say where outputs go in run config (resources: {io_manager: {config: {base_url: "
+            "'s3://bucket/prefix'}}}), use " if uses_default_io and IO_MANAGER_KEY in local
+            else "Use "
+        )
         raise ExecutorError(
             f"executor {executor.name!r} runs steps in other processes, but IO manager(s) "
-            f"{local} keep outputs in one process's memory. Use an FsspecIOManager "
+            f"{local} keep outputs in one process's memory. {in_run_config}an FsspecIOManager "
             "(resources={'io_manager': FsspecIOManager('s3://bucket/prefix')}), or a persistent "
             "Instance(), whose default IO manager stores outputs under its storage folder"
         )

@@ -8,11 +8,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait_io import IOManager
+from pydantic import PrivateAttr
 
 from plait.config import ConfigurableResource
 from plait.errors import ResourceError
 
 IO_MANAGER_KEY = "io_manager"
+
+
+class InstanceDefaultIO(ConfigurableResource):
+    """Stands for the instance's default IO manager while run config is validated, so that
+    ``resources.io_manager.config`` is checked (every problem with its path) exactly as
+    ``Instance.default_io_manager(config)`` will apply it."""
+
+    _instance: Any = PrivateAttr()
+
+    @classmethod
+    def of(cls, instance: Any) -> InstanceDefaultIO:
+        stand_in = cls()
+        stand_in._instance = instance
+        return stand_in
+
+    def with_config(self, overrides: dict[str, Any]) -> Any:
+        return self._instance.default_io_manager(overrides)
 
 
 def resolve_resources(

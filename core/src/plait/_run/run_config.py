@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from plait._defs.job import JobDefinition
 
 TOP_LEVEL_KEYS = ("execution", "ops", "resources")
+_IO_MANAGER_HINT = (
+    "; to choose storage in run config, give the job plait.ConfigurableFsspecIOManager("
+    "base_url=...) instead, or no io_manager at all (the default one takes this config)"
+)
 
 
 @dataclass
@@ -212,7 +216,8 @@ def validate_run_config(
             continue
         resource = resources[key]
         if not isinstance(resource, ConfigurableResource):
-            problems.append(f"{path}.config: {type(resource).__name__} is not a ConfigurableResource and takes no config")
+            hint = _IO_MANAGER_HINT if key == "io_manager" else ""
+            problems.append(f"{path}.config: {type(resource).__name__} is not a ConfigurableResource and takes no config{hint}")
             continue
         try:
             resource.with_config(config)

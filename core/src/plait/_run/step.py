@@ -78,10 +78,11 @@ class WorkerState:
             if task.resources is not None:
                 definitions = task.resources
             else:
-                from plait_io import FsspecIOManager
+                from plait.io_managers import ConfigurableFsspecIOManager
 
                 overrides = cloudpickle.loads(task.resource_overrides) if task.resource_overrides else None
-                default_io = FsspecIOManager(**task.default_io) if task.default_io else None
+                # the coordinator's default IO manager, run config already applied
+                default_io = ConfigurableFsspecIOManager(**task.default_io) if task.default_io else None
                 definitions = resolve_resources(job.resources, overrides, task.resource_config, default_io)
             run = self._runs[task.run_id] = RunResources(definitions)
             while len(self._runs) > self._max_runs:

@@ -92,7 +92,8 @@ class StepTask:
     inputs: dict[str, InputSpec] = field(default_factory=dict)
     resource_overrides: bytes | None = None
     default_io: dict[str, Any] | None = None
-    """kwargs of the FsspecIOManager to use when the job configures no ``io_manager``."""
+    """Fields of the ``ConfigurableFsspecIOManager`` (run config applied) that workers
+    build when the job configures no ``io_manager``."""
     timeout: float | None = None
     tags: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] | None = field(default=None, compare=False, repr=False)
