@@ -33,6 +33,7 @@ from plait import (
     RunConfigError,
     RunStatus,
     job,
+    load_job,
     op,
 )
 from plait.executors.multiprocess import MultiprocessExecutor
@@ -338,6 +339,46 @@ def test_warm_workers_serve_several_runs(home):
     assert used_first <= pool and used_second <= pool
     assert os.getpid() not in pool
     assert all(gone(pid) for pid in pool)
+
+
+JOB_FILE = """
+from plait import Config, job, op
+
+
+class Scale(Config):
+    factor: int = 3
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+@op
+def make() -> int:
+    return double(2)
+
+
+@op
+def scale(config: Scale, x: int) -> int:
+    return x * config.factor
+
+
+@job
+def scaled():
+    scale(make())
+"""
+
+
+def test_a_job_loaded_from_a_file_runs_with_its_config_classes_and_helpers(home, warm, tmp_path):
+    # `plait run jobs.py` imports the file under a made-up module name no worker can
+    # import: its Config classes and helpers must travel as code with the job
+    path = tmp_path / "file_jobs.py"
+    path.write_text(JOB_FILE)
+    scaled = load_job(f"{path}:scaled")
+    result = scaled.execute({"ops": {"scale": {"config": {"factor": 5}}}}, instance=home,
+                            executor=warm)
+    assert result.success, [str(e) for e in result.events]
+    assert result.output_for("scale") == 20
 
 
 def test_preload_modules_are_imported_in_each_worker(home):

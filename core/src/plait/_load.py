@@ -41,6 +41,9 @@ def _load_module(target: str) -> ModuleType:
         except BaseException:
             del sys.modules[name]
             raise
+        # No worker can import this module by its made-up name: whatever of it a job's
+        # pickle refers to (Config classes, helpers, resources) must travel as code.
+        cloudpickle.register_pickle_by_value(module)
         return module
     try:
         return importlib.import_module(target)

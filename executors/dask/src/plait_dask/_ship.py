@@ -3,9 +3,10 @@
 cloudpickle pickles the classes and functions of an importable module by reference
 (``module.name``), so a worker must be able to import that module. (An op's own function
 travels by value anyway, since its module attribute is the OpDefinition; the Config
-classes, resources and helpers it uses do not.) Modules that no worker can import by name
-(a file loaded by path, e.g. ``plait run jobs/etl.py``) always travel by value; with
-``ship_code`` so do all the job's own modules, i.e. those not installed as a package.
+classes, resources and helpers it uses do not.) A file loaded by path (``plait run
+jobs/etl.py``) always travels by value: ``plait._load`` registers it so for every
+executor. With ``ship_code`` so do all the job's own modules, i.e. those not installed
+as a package.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from plait import JobDefinition, StepTask
 
-FILE_LOADED_PREFIX = "plait_user_"
-"""Module names ``plait._load`` gives files it imports by path."""
-
-
 def modules_to_ship(job: JobDefinition, ship_code: bool) -> list[ModuleType]:
     """The modules whose code the job's pickle must carry by value, sorted by name."""
     names = {getattr(job.graph.fn, "__module__", None)}
@@ -34,7 +31,7 @@ def modules_to_ship(job: JobDefinition, ship_code: bool) -> list[ModuleType]:
         module = sys.modules.get(name)
         if module is None:
             continue
-        if name.startswith(FILE_LOADED_PREFIX) or (ship_code and _users_own(module)):
+        if ship_code and _users_own(module):
             chosen.append(module)
     return chosen
 
