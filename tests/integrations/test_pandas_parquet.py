@@ -1,6 +1,7 @@
 """``ParquetIOManager`` on local files, ``memory://`` and S3 (moto): round trips, the plain
-Parquet layout other tools read, the fallback for other objects, errors, and the
-metadata that reaches STEP_OUTPUT events. Plus ``ConfigurableParquetIOManager``."""
+Parquet layout other tools read, the fallback for other objects (loaded the way
+``FsspecIOManager`` loads them), errors, and the metadata that reaches STEP_OUTPUT events.
+Plus ``ConfigurableParquetIOManager``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import cloudpickle
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from plait import EventType, Instance, Out, RunConfigError, job, op
 from plait_io import FsspecIOManager, InputContext, OutputContext, OutputNotFoundError
 from plait_pandas import ConfigurableParquetIOManager, DataFrameType, ParquetIOManager
+
+from tests.io.test_fsspec_hooks import s3_requests
 
 # ---- storage: local, memory://, S3 ----------------------------------------------------
 
@@ -160,6 +164,56 @@ def test_other_objects_fall_back_to_the_default_serializer(storage: Storage) -> 
     # readable by a plain FsspecIOManager too: same format as its own objects
     plain = FsspecIOManager(storage.url, storage.storage_options)
     assert plain.load_location(f"{manager.base_url}/run-1/op/dict") == {"a": [1, 2]}
+
+
+def test_a_frame_larger_than_the_first_read_round_trips(storage: Storage) -> None:
+    manager = storage.manager(compression=None)
+    n = 50_000
+    frame = pd.DataFrame({"i": np.arange(n), "x": np.linspace(0, 1, n), "s": ["ab"] * n})
+    stored = manager.handle_output(out_ctx(), frame)
+    assert stored.size > 64 * 2**10  # beyond the loader's first read: read in two parts
+    pd.testing.assert_frame_equal(load(manager, out_ctx()), frame)
+
+
+def test_other_objects_load_writable_like_fsspec_io_manager_outputs(storage: Storage) -> None:
+    manager = storage.manager(serializer="pickle")
+    array = np.arange(100_000, dtype=np.float64)  # large: its buffer is stored out of band
+    stored = manager.handle_output(out_ctx(), {"array": array})
+    with fsspec.open(stored.location, "rb", **storage.storage_options) as f:
+        assert f.read(18) == b"plait-io/2 pickle\n"
+    loaded = load(manager, out_ctx())["array"]
+    assert np.array_equal(loaded, array) and loaded.flags.writeable
+
+
+def test_objects_in_neither_format_are_refused_and_broken_parquet_named(
+    storage: Storage,
+) -> None:
+    manager = storage.manager()
+    location = manager.location_for(out_ctx())
+    fs, path = fsspec.core.url_to_fs(location, **storage.storage_options)
+    fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.pipe_file(path, b"id,name\n1,a\n")
+    with pytest.raises(ValueError, match="was not written by FsspecIOManager"):
+        manager.load_location(location)
+    fs.pipe_file(path, b"PAR1 but not a Parquet file")
+    with pytest.raises(pa.ArrowInvalid) as info:
+        manager.load_location(location)
+    assert f"while reading the Parquet object at {location}" in info.value.__notes__
+
+
+@pytest.mark.services
+def test_s3_loads_send_one_get_for_frames_and_other_objects(s3_url: Any) -> None:
+    manager = ParquetIOManager(s3_url.url, s3_url.storage_options)
+    objects = {"frame": rich_frame(), "array": np.arange(100_000)}
+    for name, value in objects.items():
+        manager.handle_output(out_ctx(output_name=name), value)
+    with s3_requests(s3_url.url, s3_url.storage_options) as sent:
+        frame = load(manager, out_ctx(output_name="frame"))
+        assert sent == ["GetObject"]
+        array = load(manager, out_ctx(output_name="array"))
+        assert sent == ["GetObject", "GetObject"]
+    pd.testing.assert_frame_equal(frame, objects["frame"])
+    assert np.array_equal(array, objects["array"]) and array.flags.writeable
 
 
 def test_an_output_may_choose_its_serializer(storage: Storage) -> None:

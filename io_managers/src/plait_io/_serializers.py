@@ -252,6 +252,24 @@ def _file_filler(file: BinaryIO, url: str) -> Callable[[memoryview], None]:
     return fill
 
 
+class ForeignObjectError(ValueError):
+    """A stored object without a plait-io header: not written by ``FsspecIOManager``.
+
+    ``head`` holds the object's first bytes, all that the parser read before it gave up
+    (it decides on the header right after its first read, from the object's start), so
+    that ``plait_io._fetch`` can hand the whole object to a subclass's decoder without
+    reading it again.
+    """
+
+    def __init__(self, url: str, head: bytes | bytearray) -> None:
+        super().__init__(
+            f"{url} was not written by FsspecIOManager: expected it to start with "
+            f"{HEADER_PREFIX!r} and a serializer name, found {bytes(head[:32])!r}. Store "
+            "outputs through the IO manager, or read this object with your own code."
+        )
+        self.head = head
+
+
 def _pickler(serializer: Serializer, layout: int, url: str) -> PickleSerializer:
     if not isinstance(serializer, PickleSerializer):
         raise ValueError(
@@ -268,11 +286,7 @@ def _parse_header(prefix: bytes | bytearray, url: str) -> tuple[Serializer, int,
         return known[0], known[1], line_end
     match = _HEADER.match(prefix)
     if match is None:
-        raise ValueError(
-            f"{url} was not written by FsspecIOManager: expected it to start with "
-            f"{HEADER_PREFIX!r} and a serializer name, found {bytes(prefix[:32])!r}. Store "
-            "outputs through the IO manager, or read this object with your own code."
-        )
+        raise ForeignObjectError(url, prefix)
     layout = int(match[1])
     if layout > LAYOUT or layout < 1:
         raise ValueError(

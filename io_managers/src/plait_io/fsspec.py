@@ -15,6 +15,10 @@ Each segment is kept readable: letters, digits, ``_``, ``-`` and ``.`` stay as t
 ``[``/``]`` (mapped step keys such as ``op[key]``) become ``(``/``)``, and anything
 else, a leading ``.`` included, is percent-encoded. Names starting with ``.`` are thus
 left to temp files and probes, which can never be mistaken for an output.
+
+Subclasses change only how an object is encoded and decoded, through two hooks
+(``_encode`` and ``_decode_foreign``, see ``FsspecIOManager``); ``plait_pandas``'s
+``ParquetIOManager`` is one.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import os
 import re
 import string
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from fsspec import AbstractFileSystem
 from fsspec.core import split_protocol, url_to_fs
@@ -33,10 +38,10 @@ from fsspec.core import split_protocol, url_to_fs
 from plait_io._atomic import write_atomic
 from plait_io._base import InputContext, IOManager, OutputContext, StoredOutput
 from plait_io._errors import OutputNotFoundError, StorageUnavailableError
-from plait_io._fetch import fetch_stored
-from plait_io._serializers import get_serializer, write_object
+from plait_io._fetch import Fetched, fetch_stored
+from plait_io._serializers import ForeignObjectError, get_serializer, write_object
 
-__all__ = ["FsspecIOManager"]
+__all__ = ["Encoding", "FsspecIOManager"]
 
 _KEEP = frozenset(string.ascii_letters + string.digits + "_-.")
 _SWAP = {"[": "(", "]": ")"}
@@ -49,6 +54,22 @@ _URL_USERINFO = re.compile(r"(://)[^/@]*@")
 _MASK = "***"
 
 
+@dataclass(slots=True)
+class Encoding:
+    """How one output is written: what ``FsspecIOManager._encode`` returns.
+
+    ``write`` writes the whole stored object into an open binary file; it runs inside the
+    atomic write, so whatever it raises, nothing is stored. ``serializer`` names the format
+    in ``StoredOutput.metadata`` and in errors; ``metadata`` adds fields to the former
+    (the ``STEP_OUTPUT`` event), e.g. a frame's row count. (Not frozen: one is made per
+    stored output, and a frozen dataclass takes four times as long to build.)
+    """
+
+    serializer: str
+    write: Callable[[BinaryIO], None]
+    metadata: Mapping[str, Any] | None = None
+
+
 class FsspecIOManager(IOManager):
     """Stores each output as one object under ``base_url``, atomically.
 
@@ -57,9 +78,36 @@ class FsspecIOManager(IOManager):
     ``key``/``secret``/``client_kwargs``; leave credentials out to use the environment or
     AWS profile. ``serializer`` is the default (``cloudpickle``, ``pickle``, ``json`` or
     ``bytes``); an output overrides it with ``Out(metadata={"serializer": "json"})``.
+
+    Subclass contract: a subclass changes *how objects are encoded and decoded*, nothing
+    else, by overriding one or both of these hooks:
+
+    - ``_encode(context, obj) -> Encoding``: how to write one output, decided per object;
+      the default picks the serializer (the output's, else ``serializer``) and writes
+      plait-io's header and payload. Errors raised here (an object the format cannot
+      hold) come before storage is touched. Return ``super()._encode(...)`` for objects
+      the subclass leaves to the default.
+    - ``_decode_foreign(file, url)``: load a stored object that does not start with a
+      plait-io header (e.g. a plain Parquet file, recognised by its own magic bytes).
+      ``file`` is readable and seekable, at the object's start: the local file, or the
+      object's bytes (``io.BytesIO``) fetched in the same single read. Call
+      ``super()._decode_foreign(file, url)`` for objects the subclass does not know
+      either: it raises the error for an object not written by this manager.
+
+    ``FsspecIOManager`` keeps the rest, for every object: the layout and locations
+    (``location_for``, ``load_location``, ``has_output``), atomic writes, the note on a
+    store error, ``OutputNotFoundError`` naming the upstream output, preflight, secret
+    masking, and loading objects with a plait-io header (copy-free, one GET on S3). A
+    subclass with more settings extends ``__getstate__``/``__setstate__``.
     """
 
     process_local: ClassVar[bool] = False
+    _decodes_foreign: ClassVar[bool] = False
+    """Whether this class overrides ``_decode_foreign`` (set per subclass)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._decodes_foreign = cls._decode_foreign is not FsspecIOManager._decode_foreign
 
     def __init__(
         self,
@@ -109,22 +157,22 @@ class FsspecIOManager(IOManager):
     # -- the IOManager contract -------------------------------------------------------
 
     def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
-        name = context.metadata.get("serializer") or self.serializer
-        serializer = get_serializer(name)
+        encoding = self._encode(context, obj)
         fs, base_path = self._filesystem()
         relative = _output_path(context)
         location = f"{self._url}/{relative}"
         try:
-            size = write_atomic(
-                fs, f"{base_path}/{relative}", lambda f: write_object(f, serializer, obj)
-            )
+            size = write_atomic(fs, f"{base_path}/{relative}", encoding.write)
         except Exception as exc:
             exc.add_note(
                 f"while storing output {context.output_name!r} of step "
-                f"{context.step_key!r} at {location} with serializer {name!r}"
+                f"{context.step_key!r} at {location} with serializer {encoding.serializer!r}"
             )
             raise
-        return StoredOutput(location=location, size=size, metadata={"serializer": name})
+        metadata = {"serializer": encoding.serializer}
+        if encoding.metadata:
+            metadata.update(encoding.metadata)
+        return StoredOutput(location=location, size=size, metadata=metadata)
 
     def load_input(self, context: InputContext) -> Any:
         up = context.upstream_output
@@ -135,7 +183,7 @@ class FsspecIOManager(IOManager):
             relative = _output_path(up)
             path, url = f"{base_path}/{relative}", f"{self._url}/{relative}"
         try:
-            fetched = fetch_stored(fs, path, url)
+            fetched = self._fetch(fs, path, url)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise OutputNotFoundError(
                 url, up.step_key, up.output_name, up.run_id, up.mapping_key
@@ -159,7 +207,7 @@ class FsspecIOManager(IOManager):
     def load_location(self, location: str) -> Any:
         """Load an object by the location ``handle_output`` reported (for inspection)."""
         fs, path, url = self._resolve(location)
-        return fetch_stored(fs, path, url).load()
+        return self._fetch(fs, path, url).load()
 
     def has_output(self, context: OutputContext) -> bool:
         fs, base_path = self._filesystem()
@@ -168,6 +216,23 @@ class FsspecIOManager(IOManager):
     def location_for(self, context: OutputContext) -> str:
         """The URL an output is (or would be) stored at."""
         return f"{self._url}/{_output_path(context)}"
+
+    # -- hooks for subclasses: encoding and decoding only ------------------------------
+
+    def _encode(self, context: OutputContext, obj: Any) -> Encoding:
+        """How to write ``obj``: the output's serializer, else the default, after a
+        plait-io header line naming it (so the loader needs no other record)."""
+        name = context.metadata.get("serializer") or self.serializer
+        serializer = get_serializer(name)
+        return Encoding(name, lambda f: write_object(f, serializer, obj))
+
+    def _decode_foreign(self, file: BinaryIO, url: str) -> Any:
+        """Load an object without a plait-io header; this manager wrote none, so refuse it."""
+        raise ForeignObjectError(url, file.read(32))
+
+    def _fetch(self, fs: AbstractFileSystem, path: str, url: str) -> Fetched:
+        # Without an override, a foreign object fails inside the read, as soon as seen.
+        return fetch_stored(fs, path, url, self._decode_foreign if self._decodes_foreign else None)
 
     # -- filesystems, built lazily per process ----------------------------------------
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from plait import ConfigurableResource
-from plait_io import InputContext, IOManager, OutputContext, StoredOutput
-from plait_io._serializers import get_serializer
+from plait_io import InputContext, IOManager, OutputContext, StoredOutput, check_serializer
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from plait_pandas._parquet import ParquetIOManager, _check_compression
@@ -42,8 +41,8 @@ class ConfigurableParquetIOManager(ConfigurableResource, IOManager):
     @field_validator("serializer")
     @classmethod
     def _known_serializer(cls, name: str) -> str:
-        get_serializer(name)  # ValueError -> reported at resources.<key>.config.serializer
-        return name
+        # ValueError -> reported at resources.<key>.config.serializer
+        return check_serializer(name)
 
     @field_validator("compression")
     @classmethod

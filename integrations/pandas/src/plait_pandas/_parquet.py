@@ -1,13 +1,15 @@
 """``ParquetIOManager``: DataFrames as Parquet files, everything else as ``FsspecIOManager``
 stores it.
 
-It is an ``FsspecIOManager`` (same layout, URLs, storage options, atomic writes, preflight
-and secret masking); only the bytes of a DataFrame output differ. Those are a plain
-Parquet file, without plait's one-line header, so DuckDB, Spark, Polars or
-``pandas.read_parquet`` read the stored outputs directly. The loader needs no record of
-which format was used: a Parquet file starts with the magic ``PAR1``, an object from the
-default serializers with ``plait-io/1 ``, so each object says how to read it, as
-``plait_io._serializers`` explains.
+It is an ``FsspecIOManager`` (same layout, URLs, storage options, atomic writes, preflight,
+errors and secret masking) that overrides only its two encoding hooks: ``_encode`` writes
+a DataFrame output as a plain Parquet file, without plait's one-line header, so DuckDB,
+Spark, Polars or ``pandas.read_parquet`` read the stored outputs directly; and
+``_decode_foreign`` reads such a file back. The loader needs no record of which format
+was used: a Parquet file starts with the magic ``PAR1``, an object from plait-io's
+serializers with its ``plait-io/`` header, so each object says how to read it. Objects
+with the header load exactly as ``FsspecIOManager`` loads them (large buffers copy-free,
+one GET on S3); a Parquet file comes from the same single read.
 
 The frame is encoded to Parquet in memory first, then written in one atomic write: a
 frame Parquet cannot hold fails before storage is touched, and the write is a single
@@ -23,10 +25,8 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
-from plait_io import InputContext, OutputContext, OutputNotFoundError, StoredOutput
-from plait_io._atomic import open_stored, write_atomic
-from plait_io._serializers import read_object
-from plait_io.fsspec import FsspecIOManager, _output_path
+from plait_io import OutputContext
+from plait_io.fsspec import Encoding, FsspecIOManager
 
 __all__ = ["PARQUET", "ParquetIOManager"]
 
@@ -70,12 +70,12 @@ class ParquetIOManager(FsspecIOManager):
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, compression={self.compression!r})"
 
-    # -- storing ----------------------------------------------------------------------
+    # -- FsspecIOManager's encoding hooks ---------------------------------------------
 
-    def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
+    def _encode(self, context: OutputContext, obj: Any) -> Encoding:
         chosen = context.metadata.get("serializer")
         if chosen != PARQUET and (chosen is not None or not isinstance(obj, pd.DataFrame)):
-            return super().handle_output(context, obj)  # not a frame, or another format asked
+            return super()._encode(context, obj)  # not a frame, or another format asked
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(
                 f"output {context.output_name!r} of step {context.step_key!r} asks for "
@@ -83,42 +83,21 @@ class ParquetIOManager(FsspecIOManager):
                 f"{type(obj).__name__}; return a DataFrame or choose another serializer, "
                 "e.g. Out(metadata={'serializer': 'cloudpickle'})"
             )
-        data = _encode(obj, self.compression, context)
-        fs, base_path = self._filesystem()
-        location = self.location_for(context)
+        data = _to_parquet(obj, self.compression, context)
+        return Encoding(PARQUET, lambda f: f.write(data), _frame_metadata(obj, len(data)))
+
+    def _decode_foreign(self, file: BinaryIO, url: str) -> Any:
+        is_parquet = file.read(len(_MAGIC)) == _MAGIC
+        file.seek(0)
+        if not is_parquet:
+            return super()._decode_foreign(file, url)  # neither Parquet nor plait-io's
+        # Fetched bytes (S3, memory): read() hands back the very bytes, without a copy.
+        source: Any = pa.BufferReader(file.read()) if isinstance(file, io.BytesIO) else file
         try:
-            size = write_atomic(fs, f"{base_path}/{_output_path(context)}", lambda f: f.write(data))
+            return pd.read_parquet(source, engine="pyarrow")
         except Exception as exc:
-            exc.add_note(
-                f"while storing output {context.output_name!r} of step {context.step_key!r} "
-                f"at {location} as Parquet"
-            )
+            exc.add_note(f"while reading the Parquet object at {url}")
             raise
-        return StoredOutput(location=location, size=size, metadata=_frame_metadata(obj, size))
-
-    # -- loading ----------------------------------------------------------------------
-
-    def load_input(self, context: InputContext) -> Any:
-        up = context.upstream_output
-        if context.location:
-            fs, path, url = self._resolve(context.location)
-        else:
-            fs, base_path = self._filesystem()
-            path, url = f"{base_path}/{_output_path(up)}", self.location_for(up)
-        try:
-            f = open_stored(fs, path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise OutputNotFoundError(
-                url, up.step_key, up.output_name, up.run_id, up.mapping_key
-            ) from exc
-        with f:
-            return _decode(f, url)
-
-    def load_location(self, location: str) -> Any:
-        """Load an object by the location ``handle_output`` reported (for inspection)."""
-        fs, path, url = self._resolve(location)
-        with open_stored(fs, path) as f:
-            return _decode(f, url)
 
 
 def _check_compression(compression: str | None) -> str | None:
@@ -136,7 +115,7 @@ def _check_compression(compression: str | None) -> str | None:
     return compression.lower()
 
 
-def _encode(df: pd.DataFrame, compression: str | None, context: OutputContext) -> bytes:
+def _to_parquet(df: pd.DataFrame, compression: str | None, context: OutputContext) -> bytes:
     try:
         return df.to_parquet(None, engine="pyarrow", compression=compression)
     except (pa.ArrowException, ValueError, TypeError) as exc:
@@ -148,23 +127,8 @@ def _encode(df: pd.DataFrame, compression: str | None, context: OutputContext) -
         ) from exc
 
 
-def _decode(f: BinaryIO, url: str) -> Any:
-    head = f.read(len(_MAGIC))
-    f.seek(0)
-    if head != _MAGIC:
-        return read_object(f, url)
-    # A fetched object (S3, memory) is already bytes: read() returns them without a copy.
-    source: Any = pa.BufferReader(f.read()) if isinstance(f, io.BytesIO) else f
-    try:
-        return pd.read_parquet(source, engine="pyarrow")
-    except Exception as exc:
-        exc.add_note(f"while reading the Parquet object at {url}")
-        raise
-
-
 def _frame_metadata(df: pd.DataFrame, size: int) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "serializer": PARQUET,
         "rows": int(df.shape[0]),
         "columns": int(df.shape[1]),
         "bytes": int(size),
