@@ -48,21 +48,24 @@ class ConfigurableFsspecIOManager(ConfigurableResource, IOManager):
     @field_validator("serializer")
     @classmethod
     def _known_serializer(cls, name: str) -> str:
-        from plait_io import FsspecIOManager
+        from plait_io import check_serializer
 
-        # FsspecIOManager checks the name when it is built (ValueError listing the known
-        # ones); checking it here reports it at resources.<key>.config.serializer
-        FsspecIOManager("memory://", serializer=name)
-        return name
+        # ValueError listing the known ones -> reported at resources.<key>.config.serializer
+        return check_serializer(name)
 
     @model_validator(mode="after")
     def _build(self) -> ConfigurableFsspecIOManager:
-        from plait_io import FsspecIOManager
-
-        manager = FsspecIOManager(self.base_url, self.storage_options, self.serializer)
+        manager = self._make_manager()
         self.base_url = manager.base_url
         self._manager = manager
         return self
+
+    def _make_manager(self) -> FsspecIOManager:
+        """The manager these fields describe; a subclass with more fields (e.g.
+        ``plait_pandas.ConfigurableParquetIOManager``) builds its own kind here."""
+        from plait_io import FsspecIOManager
+
+        return FsspecIOManager(self.base_url, self.storage_options, self.serializer)
 
     @property
     def manager(self) -> FsspecIOManager:
