@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from plait import (
-    Config,
     ConfigurableFsspecIOManager,
     EventType,
     ExecutorError,
@@ -24,38 +23,14 @@ from plait import (
     RunStatus,
     StorageError,
     job,
-    op,
     reexecute,
 )
 from plait_io import FsspecIOManager, MemoryIOManager
 
 from tests.cli.conftest import make_project, output, run_id_of
+from tests.core.flaky_ops import extract, transform
 
 EXECUTORS = ["in_process", "multiprocess"]
-
-
-class Files(Config):
-    counter: str
-    flag: str
-
-
-def _count(cfg: Files, step_key: str) -> None:
-    with open(cfg.counter, "a") as f:
-        f.write(step_key + "\n")
-
-
-@op
-def extract(cfg: Files) -> list[int]:
-    _count(cfg, "extract")
-    return [1, 2, 3]
-
-
-@op
-def transform(cfg: Files, xs: list[int]) -> int:
-    _count(cfg, "transform")
-    if not Path(cfg.flag).exists():
-        raise ValueError(f"flag file {cfg.flag} is missing")
-    return sum(xs)
 
 
 @job

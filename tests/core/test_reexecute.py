@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from plait import (
-    Config,
     DynamicOut,
     DynamicOutput,
     EventType,
@@ -28,34 +27,12 @@ from plait import (
 from plait._run.reexecute import PARENT_TAG
 from plait_io import MemoryIOManager
 
-
-class Files(Config):
-    counter: str
-    flag: str
-
-
-def _count(cfg: Files, step_key: str) -> None:
-    with open(cfg.counter, "a") as f:
-        f.write(step_key + "\n")
-
-
-@op
-def extract(cfg: Files) -> list[int]:
-    _count(cfg, "extract")
-    return [1, 2, 3]
-
-
-@op
-def transform(cfg: Files, xs: list[int]) -> int:
-    _count(cfg, "transform")
-    if not Path(cfg.flag).exists():
-        raise ValueError(f"flag file {cfg.flag} is missing")
-    return sum(xs)
+from tests.core.flaky_ops import Files, count, extract, transform
 
 
 @op
 def publish(cfg: Files, total: int) -> str:
-    _count(cfg, "publish")
+    count(cfg, "publish")
     return f"total={total}"
 
 
@@ -71,14 +48,14 @@ def in_memory_pipeline():
 
 @op(out=DynamicOut(int))
 def fan_out(cfg: Files):
-    _count(cfg, "fan_out")
+    count(cfg, "fan_out")
     for i in range(3):
         yield DynamicOutput(i, mapping_key=str(i))
 
 
 @op
 def work(cfg: Files, x: int) -> int:
-    _count(cfg, f"work[{x}]")
+    count(cfg, f"work[{x}]")
     if x == 1 and not Path(cfg.flag).exists():
         raise RuntimeError("item 1 needs the flag")
     return x * 10
@@ -86,7 +63,7 @@ def work(cfg: Files, x: int) -> int:
 
 @op
 def add_up(cfg: Files, xs: list[int]) -> int:
-    _count(cfg, "add_up")
+    count(cfg, "add_up")
     return sum(xs)
 
 

@@ -12,43 +12,18 @@ from typing import Any
 
 import pytest
 from plait import (
-    Config,
     EventType,
     Instance,
     RunStatus,
     StorageError,
     job,
-    op,
     reexecute,
 )
 
+from tests.core.flaky_ops import extract, transform
 from tests.services.s3 import DUMMY_SECRET, S3Location, s3_storage_options
 
 pytestmark = pytest.mark.services
-
-
-class Files(Config):
-    counter: str
-    flag: str
-
-
-def _count(cfg: Files, step_key: str) -> None:
-    with open(cfg.counter, "a") as f:
-        f.write(step_key + "\n")
-
-
-@op
-def extract(cfg: Files) -> list[int]:
-    _count(cfg, "extract")
-    return [1, 2, 3]
-
-
-@op
-def transform(cfg: Files, xs: list[int]) -> int:
-    _count(cfg, "transform")
-    if not Path(cfg.flag).exists():
-        raise ValueError(f"flag file {cfg.flag} is missing")
-    return sum(xs)
 
 
 @job
@@ -75,6 +50,7 @@ def in_bucket(s3: S3Location) -> list[str]:
 def test_outputs_of_worker_processes_land_in_the_bucket_and_reexecution_reuses_them(
     tmp_path: Path, s3_url: S3Location
 ) -> None:
+
     with Instance(tmp_path / "home") as instance:
         config = run_config(tmp_path, s3_url.url, s3_url.storage_options)
         parent = pipeline.execute(run_config=config, instance=instance, raise_on_error=False)
