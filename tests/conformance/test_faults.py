@@ -142,9 +142,7 @@ def test_a_step_that_exits_its_process(executor: str, private: Engine, retry: bo
 
 
 def test_a_killed_worker_leaves_no_process_its_step_started(
-        executor: str, private: Engine, home: Instance, request: pytest.FixtureRequest) -> None:
-    if executor in ORPHANED_CHILDREN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ORPHANED_CHILDREN[executor]))
+        executor: str, private: Engine, home: Instance) -> None:
     with Rendezvous() as gates:
         run = FaultRun(fault_jobs.spawn_job, instance=home,
                        run_config=private.run_config({"spawner": gates.config()})).start()
@@ -161,14 +159,6 @@ def test_a_killed_worker_leaves_no_process_its_step_started(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
-
-
-ORPHANED_CHILDREN = {
-    "celery": (
-        "bug: a process an op started outlives its Celery pool process when that is killed: "
-        "pool processes share the worker's process group and "
-        "plait_celery.tasks.PlaitRequest.on_failure (WorkerLostError) kills nothing"),
-}
 
 
 def _death_message(result: Any, step_key: str, retry: bool) -> str:

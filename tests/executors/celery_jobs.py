@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import redis
 from plait import Config, DynamicOut, DynamicOutput, OpContext, RetryPolicy, job, op
@@ -115,6 +117,26 @@ def blocker(signal: Signal) -> str:
 @job
 def blocking_job():
     blocker()
+
+
+@op
+def spawning_blocker(context: OpContext, signal: Signal) -> str:
+    """Starts a child process (as ops calling command-line tools do), logs its pid, then
+    blocks until released (or its deadline): canceling the run must end the child too."""
+    child = subprocess.Popen([sys.executable, "-c",
+                              f"import threading; threading.Event().wait({signal.timeout})"])
+    context.log.info("child started", child=child.pid)
+    try:
+        released = _redis(signal).blpop([signal.key], timeout=signal.timeout)
+    finally:
+        child.kill()
+        child.wait()
+    return "released" if released else "timed out"
+
+
+@job
+def spawning_job():
+    spawning_blocker()
 
 
 @op(retry_policy=RetryPolicy(max_retries=3, delay=0.1), tags={"plait/priority": 1})

@@ -10,6 +10,7 @@ wait has a deadline.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -295,6 +296,27 @@ def test_cancel_kills_the_running_step_and_ends_the_run_canceled(celery_fleet, r
     assert not alive, f"the pool process {pid} running the canceled step still runs"
 
 
+def test_cancel_kills_what_the_running_step_started(celery_fleet, redis_url, tmp_path):
+    """The revoke signals the pool process's whole process group, not the process alone."""
+    cancel = threading.Event()
+    run = RunInThread(
+        celery_jobs.spawning_job, instance=Instance(tmp_path), cancel=cancel,
+        run_config={**celery_fleet.run_config(),
+                    "ops": {"spawning_blocker": {"config": signal_config(redis_url)}}},
+    ).start()
+    child = run.wait_for(EventType.LOG, "spawning_blocker").data["child"]
+    try:
+        cancel.set()
+        assert run.join().status is RunStatus.CANCELED
+        process = _process(child)
+        if process is not None:
+            _, alive = psutil.wait_procs([process], timeout=15)
+            assert not alive, f"the canceled step's child process {child} still runs"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
 def _process(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
@@ -404,6 +426,66 @@ def test_a_step_past_its_timeout_is_killed_and_fails_as_timeout(celery_fleet, re
     if process is not None:
         _, alive = psutil.wait_procs([process], timeout=15)
         assert not alive, "the timed-out step's pool process was not killed"
+
+
+def test_an_attempt_settled_while_it_runs_stores_no_output(celery_fleet, redis_url, tmp_path):
+    """The coordinator gave up on the attempt (cancel, timeout, lost), or another delivery
+    finished it first, while it still ran (no signal stops it: a revoke that never came,
+    a threads pool): it stores no output, and its outcome does not replace the record
+    that settled it. Sent as a bare ``plait.run_step`` message, so that the test owns the
+    reply stream and the outcome record."""
+    from plait.executors.base import JobRef, StepTask
+    from plait.executors.wire import task_to_json
+    from plait_celery import CeleryConfig, make_app
+    from plait_celery.replies import outcome_key, stream_key
+    from plait_celery.tasks import TASK_NAME
+
+    sig = signal_config(redis_url)
+    task = StepTask(run_id=uuid.uuid4().hex, step_key="blocker", node_key="blocker", attempt=0,
+                    job=JobRef(pointer="tests.executors.celery_jobs:blocking_job"),
+                    op_config=sig, default_io={"base_url": str(tmp_path)})
+    stream, task_id = stream_key(uuid.uuid4().hex), f"plait-{uuid.uuid4().hex}"
+    backend = redis.Redis.from_url(celery_fleet.backend, socket_timeout=30)
+    app = make_app(CeleryConfig(**celery_fleet.config()))
+    try:
+        app.send_task(TASK_NAME, args=[task_to_json(task), {"stream": stream}],
+                      task_id=task_id, queue=celery_fleet.queue)
+        replies = _Replies(backend, stream)
+        replies.next_of("event", lambda body: body["event_type"] == "STEP_START")
+        backend.set(outcome_key(task_id), "{}")  # what the coordinator does when it gives up
+        redis.Redis.from_url(redis_url).lpush(sig["key"], "go")  # the op returns now
+        outcome = replies.next_of("outcome")
+        record = backend.get(outcome_key(task_id))
+    finally:
+        backend.delete(stream, outcome_key(task_id))
+        app.close()
+    assert outcome["failure"]["kind"] == "canceled", outcome
+    assert outcome["outputs"] == []
+    assert not [e for e in outcome["events"] if e["event_type"] == "HANDLED_OUTPUT"]
+    assert list(tmp_path.rglob("result")) == []
+    assert record == b"{}"
+
+
+class _Replies:
+    """Reads a reply stream the way the executor does (blocking XREAD, with a deadline)."""
+
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        self._client, self._stream, self._last = client, stream, "0-0"
+
+    def next_of(self, kind: str, wanted: Any = lambda body: True,
+                timeout: float = 60.0) -> dict[str, Any]:
+        import json
+
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            answer = self._client.xread({self._stream: self._last}, block=int(left * 1000) + 1)
+            for _key, entries in answer or []:
+                for entry_id, fields in entries:
+                    self._last = entry_id
+                    body = json.loads(fields[b"body"])
+                    if fields[b"kind"].decode() == kind and wanted(body):
+                        return body
+        raise AssertionError(f"no {kind!r} reply on {self._stream} within {timeout}s")
 
 
 def test_cancel_revokes_queued_steps_too(celery_fleet, worker_factory, redis_url, tmp_path):

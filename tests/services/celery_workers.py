@@ -121,15 +121,20 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def start_worker(broker: str, backend: str, queues: list[str], log_dir: Path, *,
                  hostname: str | None = None, concurrency: int = 1,
-                 extra: list[str] | None = None, wait: bool = True) -> WorkerProcess:
+                 extra: list[str] | None = None, wait: bool = True,
+                 config_file: Path | None = None, env: dict[str, str] | None = None
+                 ) -> WorkerProcess:
     """Start ``plait celery worker`` consuming ``queues``; wait until it is ready unless
-    ``wait=False`` (then call ``wait_ready()``)."""
+    ``wait=False`` (then call ``wait_ready()``). With ``config_file`` the worker reads its
+    broker, backend and queue from that file (``-C``), with ``env`` added to its
+    environment; ``backend`` then only says where to await its heartbeat."""
     hostname = hostname or f"w{uuid.uuid4().hex[:8]}@plait-test"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    where = (["--config", str(config_file)] if config_file is not None
+             else ["--broker", broker, "--backend", backend, "-Q", ",".join(queues)])
     command = [
-        *worker_command(), "--broker", broker, "--backend", backend,
-        "-Q", ",".join(queues), "--concurrency", str(concurrency), "-n", hostname,
+        *worker_command(), *where, "--concurrency", str(concurrency), "-n", hostname,
         "--loglevel", "INFO", *(extra or []),
     ]
     ready = KeyspaceWatch(backend, f"plait:worker:{hostname}")  # before the worker starts

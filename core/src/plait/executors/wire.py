@@ -3,13 +3,17 @@ carry pickles (Celery: a worker never unpickles what came through the broker).
 
 A task crosses as its code pointer, config and input handles; an outcome as its events,
 output records and failure (without the exception object). Values that JSON cannot hold
-(user metadata of odd types) are sent as their ``repr``.
+(user metadata of odd types) are sent as their ``repr``; dataclasses as their fields.
+
+``*_to_json`` return JSON-safe data (for engines that encode messages themselves);
+``*_to_text`` return the JSON text in one encoding pass (no copy of the step's data, no
+decode): a Celery worker sends an outcome and its events once per step, so that matters.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from plait.errors import ExecutorError
@@ -25,8 +29,30 @@ from plait.executors.base import (
 )
 
 
+def _encode_other(value: Any) -> Any:
+    """What ``json.dumps`` cannot encode: a dataclass as its fields, anything else as text."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return repr(value)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, default=_encode_other)
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
+    return json.loads(_text(value))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields, not copied: they are only encoded, never changed."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return {name: getattr(obj, name) for name in names}
 
 
 def task_to_json(task: StepTask) -> dict[str, Any]:
@@ -53,7 +79,7 @@ def task_to_json(task: StepTask) -> dict[str, Any]:
             "op_config": task.op_config,
             "resource_config": task.resource_config,
             "inputs": {
-                name: {"is_list": spec.is_list, "handles": [asdict(h) for h in spec.handles]}
+                name: {"is_list": spec.is_list, "handles": [_fields_of(h) for h in spec.handles]}
                 for name, spec in task.inputs.items()
             },
             "default_io": task.default_io,
@@ -84,32 +110,48 @@ def task_from_json(data: dict[str, Any]) -> StepTask:
     )
 
 
-def event_to_json(event: StepEvent) -> dict[str, Any]:
-    data = asdict(event)
+def _event_fields(event: StepEvent) -> dict[str, Any]:
+    data = _fields_of(event)
     data["event_type"] = event.event_type.value
-    return _jsonable(data)
+    return data
+
+
+def event_to_json(event: StepEvent) -> dict[str, Any]:
+    return _jsonable(_event_fields(event))
+
+
+def event_to_text(event: StepEvent) -> str:
+    """``event_to_json`` as JSON text."""
+    return _text(_event_fields(event))
 
 
 def event_from_json(data: dict[str, Any]) -> StepEvent:
     return StepEvent(**{**data, "event_type": EventType(data["event_type"])})
 
 
-def outcome_to_json(outcome: StepOutcome) -> dict[str, Any]:
+def _outcome_fields(outcome: StepOutcome) -> dict[str, Any]:
     failure = None
     if outcome.failure is not None:
-        failure = asdict(outcome.failure)
+        failure = _fields_of(outcome.failure)
         failure.pop("exception", None)
         failure["retry_requested"] = list(outcome.failure.retry_requested or []) or None
-    return _jsonable(
-        {
-            "run_id": outcome.run_id,
-            "step_key": outcome.step_key,
-            "attempt": outcome.attempt,
-            "events": [event_to_json(e) for e in outcome.events],
-            "outputs": [asdict(o) for o in outcome.outputs],
-            "failure": failure,
-        }
-    )
+    return {
+        "run_id": outcome.run_id,
+        "step_key": outcome.step_key,
+        "attempt": outcome.attempt,
+        "events": [_event_fields(e) for e in outcome.events],
+        "outputs": [_fields_of(o) for o in outcome.outputs],
+        "failure": failure,
+    }
+
+
+def outcome_to_json(outcome: StepOutcome) -> dict[str, Any]:
+    return _jsonable(_outcome_fields(outcome))
+
+
+def outcome_to_text(outcome: StepOutcome) -> str:
+    """``outcome_to_json`` as JSON text."""
+    return _text(_outcome_fields(outcome))
 
 
 def outcome_from_json(data: dict[str, Any]) -> StepOutcome:

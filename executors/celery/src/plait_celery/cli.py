@@ -3,12 +3,11 @@ entry-point group. ``plait celery worker`` starts a worker that runs plait steps
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-# pydantic, yaml and Celery load inside the commands: `plait --help` loads this module
+# plait's run config, pydantic and Celery load inside the commands: `plait --help` loads this module
 
 
 @click.group(help="Run plait steps on a Celery worker fleet.")
@@ -17,17 +16,27 @@ def celery() -> None:
 
 
 def _file_config(path: str | None) -> dict[str, Any]:
-    """The ``execution.celery`` section of a run-config file, or the file itself."""
+    """The ``execution.celery`` section of a run-config file, or the file itself. Read
+    like run config (``plait.load_run_config``): ``${VAR}`` and ``${VAR:-default}`` in
+    string values come from the environment."""
     if path is None:
         return {}
-    import yaml
+    from plait import load_run_config
+    from plait.errors import RunConfigError
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: expected a mapping, got {type(data).__name__}")
-    section = data.get("execution", {}).get("celery") if "execution" in data else data
+    try:
+        data = load_run_config(path)
+    except RunConfigError as exc:
+        problems = "\n".join(f"  {line}" for line in exc.errors)
+        raise click.BadParameter(f"cannot use the worker config file:\n{problems}",
+                                 param_hint="'-C' / '--config'") from None
+    section: Any = data
+    if "execution" in data:
+        execution = data["execution"]
+        section = execution.get("celery") if isinstance(execution, dict) else None
     if not isinstance(section, dict):
-        raise click.BadParameter(f"{path}: no 'execution: {{celery: {{...}}}}' mapping")
+        raise click.BadParameter(f"{path}: no 'execution: {{celery: {{...}}}}' mapping",
+                                 param_hint="'-C' / '--config'")
     return dict(section)
 
 
@@ -46,7 +55,8 @@ def _file_config(path: str | None) -> dict[str, Any]:
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork",
               show_default=True, help="prefork is needed to kill canceled or timed-out steps.")
 @click.option("-C", "--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="YAML with the executor's keys (or a run config with execution.celery).")
+              help="YAML with the executor's keys (or a run config with execution.celery); "
+                   "${VAR} and ${VAR:-default} are read from the environment.")
 def worker(broker: str | None, backend: str | None, queues: tuple[str, ...],
            concurrency: int | None, loglevel: str, hostname: str | None,
            include: tuple[str, ...], visibility_timeout: float | None, pool: str,

@@ -3,10 +3,13 @@
 A step attempt travels as one ``plait.run_step`` message (JSON: code pointer, config,
 input handles; never a pickle) to the queue named by the op's ``celery/queue`` tag
 (default: the ``queue`` config key), with a Celery priority from ``plait/priority``.
-Its end comes back on the reply stream (``plait_celery.replies``): a reader thread turns
-entries into live events (``deliver``) and outcomes, and ``wait`` blocks on a condition
-until one arrives. Whether an attempt can still finish is the health check's business
-(``plait_celery.health``): it fails lost ones, so no wait is endless.
+Its end comes back on the reply stream (``plait_celery.replies``), read by one thread at a
+time (the *read turn*): the thread in ``wait`` reads it itself, so an outcome reaches the
+run loop without a hand-over between threads, and a background thread reads it when
+nobody has waited for a moment (live events still arrive while the caller does other
+things). Entries become live events (``deliver``) and outcomes. Whether an attempt can
+still finish is the health check's business (``plait_celery.health``): it fails lost
+ones, so no wait is endless.
 
 A pool process that dies mid-step is reported by its worker (a ``lost`` reply) and Celery
 requeues the message (acks_late + reject_on_worker_lost): the attempt runs again with the
@@ -66,6 +69,11 @@ NOTICE_INDEX_BASE = 1_000 * DELIVERY_INDEX_STRIDE
 """Event index of the executor's own notices, above any delivery's events."""
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5, "interval_max": 1.0}
 STOP_JOIN_S = 10.0
+READ_BLOCK_S = 5.0
+"""Longest blocking read of the reply stream (a ``wait`` with a shorter timeout blocks less)."""
+IDLE_READ_AFTER_S = 0.05
+"""The background reader takes the read turn once nobody waited for this long: a run loop
+waits again within a millisecond of an outcome, and should find the turn free."""
 
 
 class CeleryExecutor(Executor):
@@ -79,11 +87,22 @@ class CeleryExecutor(Executor):
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.lock = threading.Condition()
+        mutex = threading.RLock()
+        self.lock = threading.Condition(mutex)
+        """Guards the in-flight attempts; notified when one ends or the read turn is free."""
+        self._nobody_waits = threading.Condition(mutex)
+        """The background reader waits on it for its turn (notified at stop)."""
         self._live: dict[str, InFlight] = {}
         self._stopping = threading.Event()
         self._revokes: queue.Queue[str | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._reader: ReplyReader | None = None
+        self._reading = False
+        """A thread holds the read turn (guarded by ``lock``)."""
+        self._turn_thread: threading.Thread | None = None
+        self._waiters = 0
+        self._last_wait_end = 0.0
+        self._read_failures = 0
         self._app: Celery | None = None
         self._stream = ""
         self._admin: redis.Redis | None = None
@@ -153,11 +172,11 @@ class CeleryExecutor(Executor):
                 "Start it, or fix execution.celery.backend"
             ) from exc
         self._app = app
+        self._reader = reader
         self._stopping.clear()
         self._health = HealthCheck(self, FleetView(self._admin), self._broker, self._stopping)
         self._threads = [
-            threading.Thread(target=self._read_loop, args=(reader,), name="plait-celery-replies",
-                             daemon=True),
+            threading.Thread(target=self._read_loop, name="plait-celery-replies", daemon=True),
             threading.Thread(target=self._health.run, name="plait-celery-health", daemon=True),
             threading.Thread(target=self._revoke_loop, name="plait-celery-revoke", daemon=True),
         ]
@@ -173,15 +192,18 @@ class CeleryExecutor(Executor):
         self._revokes.put(None)  # the revoke thread sends what is queued, then ends
         self._stopping.set()
         self._poke()
-        admin = self._admin
-        if admin is not None:
-            # if this fails, the reader notices the stop flag at its next read timeout
-            with contextlib.suppress(redis.RedisError):
-                admin.xadd(self._stream, {"kind": "stop", "task": "", "host": "", "pid": 0})
+        with self.lock:
+            self.lock.notify_all()
+            self._nobody_waits.notify_all()
+        self._wake_reader("stop")
         deadline = time.monotonic() + STOP_JOIN_S
         for thread in self._threads:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self._threads = []
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        admin = self._admin
         if admin is not None:
             with contextlib.suppress(redis.RedisError):  # else it expires (STREAM_TTL_S)
                 admin.delete(self._stream)
@@ -204,7 +226,8 @@ class CeleryExecutor(Executor):
                           sent_wall=time.time(), queued_since=time.monotonic())
         with self.lock:
             self._live[handle.task_id] = handle
-        self._poke()
+        if self._health is not None:
+            self._health.poke(handle.queued_since + cfg.worker_wait_timeout)
         try:
             self.app.send_task(
                 TASK_NAME,
@@ -224,10 +247,30 @@ class CeleryExecutor(Executor):
         return handle
 
     def wait(self, handles: Sequence[StepHandle], timeout: float | None) -> list[StepOutcome]:
+        """Outcomes of ``handles`` that arrived, once one did or ``timeout`` passed. The
+        caller reads the reply stream itself while nobody else does (see the module doc)."""
         mine = [h for h in handles if isinstance(h, InFlight)]
+        end = None if timeout is None else time.monotonic() + timeout
         with self.lock:
-            self.lock.wait_for(lambda: any(h.outcome is not None for h in mine), timeout)
-            return [h.outcome for h in mine if h.outcome is not None]
+            self._waiters += 1
+        try:
+            while True:
+                with self.lock:
+                    while True:
+                        done = [h.outcome for h in mine if h.outcome is not None]
+                        left = None if end is None else end - time.monotonic()
+                        if done or (left is not None and left <= 0) or self._stopping.is_set():
+                            return done
+                        if not self._reading:
+                            self._reading = True
+                            break
+                        # another thread reads: it notifies when it got something or is done
+                        self.lock.wait(left)
+                self._read_turn(READ_BLOCK_S if left is None else min(left, READ_BLOCK_S))
+        finally:
+            with self.lock:
+                self._waiters -= 1
+                self._last_wait_end = time.monotonic()
 
     def cancel(self, handle: StepHandle) -> None:
         if not isinstance(handle, InFlight):
@@ -251,9 +294,9 @@ class CeleryExecutor(Executor):
             return list(self._live.values())
 
     def _poke(self) -> None:
-        """Wake the health check: something changed that may move its next check."""
+        """Wake the health check now: something changed that may move its next check."""
         if self._health is not None:
-            self._health.wake.set()
+            self._health.poke()
 
     def finish(self, handle: InFlight, outcome: StepOutcome) -> bool:
         """Record the attempt's one outcome (caller holds ``_cond``)."""
@@ -264,6 +307,14 @@ class CeleryExecutor(Executor):
         self.lock.notify_all()
         return True
 
+    def recover(self, handle: InFlight, outcome: StepOutcome) -> bool:
+        """The attempt's outcome, found in its record when the stream lost it (health check)."""
+        with self.lock:
+            finished = self.finish(handle, outcome)
+        if finished:
+            self._wake_waiter()
+        return finished
+
     def give_up(self, handle: InFlight, kind: str, message: str) -> None:
         with self.lock:
             outcome = StepOutcome.failed(handle.task, kind, message)  # type: ignore[arg-type]
@@ -271,6 +322,13 @@ class CeleryExecutor(Executor):
         if finished:
             log.warning("step %s attempt %d: %s", handle.task.step_key, handle.task.attempt, message)
             self._abandon(handle)
+            self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        """An outcome came from elsewhere than the stream: a ``wait`` blocked reading the
+        stream would not see it before its read timed out, so give that read an entry."""
+        if self._reading and self._turn_thread is not threading.current_thread():
+            self._wake_reader("wake")
 
     def _abandon(self, handle: InFlight) -> None:
         """Make sure the attempt runs no more: settle it with an empty outcome record (a
@@ -297,29 +355,60 @@ class CeleryExecutor(Executor):
 
     # ---- the reply stream -------------------------------------------------------------------
 
-    def _read_loop(self, reader: ReplyReader) -> None:
-        delay = 0.05
-        try:
-            while not self._stopping.is_set():
-                try:
-                    replies = reader.read()
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                    if delay == 0.05:
-                        log.warning("reply stream at %s unreachable (%s); reconnecting",
-                                    safe_url(self.config.result_backend), exc)
-                    if self._stopping.wait(delay):  # reconnect backoff
+    def _wake_reader(self, kind: str) -> None:
+        """Return whoever blocks reading the stream, with an entry of ``kind``. If this
+        fails, the read returns at its timeout."""
+        if self._admin is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._admin.xadd(self._stream, {"kind": kind, "task": "", "host": "", "pid": 0})
+
+    def _read_loop(self) -> None:
+        """The background reader: takes the read turn while nobody waits (see module doc)."""
+        while True:
+            with self.lock:
+                while True:
+                    if self._stopping.is_set():
                         return
-                    delay = min(delay * 2, 1.0)
-                    continue
-                if delay > 0.05 and self._health is not None:
-                    self._health.reconnected.set()  # it looks for a broker restart
-                    self._poke()
-                delay = 0.05
-                for reply in replies:
-                    if reply.kind != "stop":
-                        self._on_reply(reply)
+                    idle_for = time.monotonic() - self._last_wait_end
+                    if not self._reading and not self._waiters and idle_for >= IDLE_READ_AFTER_S:
+                        self._reading = True
+                        break
+                    # a look every IDLE_READ_AFTER_S while others read: cheaper than being
+                    # woken each time a wait returns
+                    self._nobody_waits.wait(IDLE_READ_AFTER_S if self._reading or self._waiters
+                                            else IDLE_READ_AFTER_S - idle_for)
+            self._read_turn(READ_BLOCK_S)
+
+    def _read_turn(self, block_s: float) -> None:
+        """Read the stream once and act on what came, holding the read turn (so entries are
+        handled in their order); then give the turn back."""
+        self._turn_thread = threading.current_thread()
+        try:
+            reader = self._reader
+            if reader is None:
+                return
+            try:
+                replies = reader.read(block_s)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._read_failures += 1
+                if self._read_failures == 1:
+                    log.warning("reply stream at %s unreachable (%s); reconnecting",
+                                safe_url(self.config.result_backend), exc)
+                # reconnect backoff (a wait for Redis to come back, not for a result)
+                self._stopping.wait(min(block_s, 0.05 * 2 ** min(self._read_failures, 5)))
+                return
+            if self._read_failures and self._health is not None:
+                self._health.reconnected.set()  # it looks for a broker restart
+                self._poke()
+            self._read_failures = 0
+            for reply in replies:
+                if reply.kind not in ("stop", "wake"):
+                    self._on_reply(reply)
         finally:
-            reader.close()
+            self._turn_thread = None
+            with self.lock:
+                self._reading = False
+                self.lock.notify_all()
 
     def _on_reply(self, reply: Reply) -> None:
         notices: list[StepEvent] = []
@@ -354,7 +443,8 @@ class CeleryExecutor(Executor):
         handle.worker = (host, pid)
         handle.started_ts = when
         handle.suspect_since = None
-        self._poke()
+        if self._health is not None:
+            self._health.poke_started()
 
     def _worker_lost(self, handle: InFlight, reply: Reply) -> tuple[str | None, list[StepEvent]]:
         handle.redeliveries += 1

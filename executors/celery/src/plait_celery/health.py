@@ -22,6 +22,7 @@ All reads are single Redis commands with socket timeouts, so a check never hangs
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class Owner(Protocol):
 
     def in_flight(self) -> list[InFlight]: ...
 
-    def finish(self, handle: InFlight, outcome: StepOutcome) -> bool: ...
+    def recover(self, handle: InFlight, outcome: StepOutcome) -> bool: ...
 
     def give_up(self, handle: InFlight, kind: str, message: str) -> None: ...
 
@@ -82,10 +83,24 @@ class HealthCheck:
         self.wake = threading.Event()
         self.reconnected = threading.Event()
         self._next_started_check = 0.0
+        self._asleep_until = math.inf
+        """When the thread wakes next on its own (monotonic); inf while it is awake."""
+
+    def poke(self, due: float | None = None) -> None:
+        """Something changed that may need a check by ``due`` (monotonic; None: now). The
+        thread is woken only if it would sleep past that: steps start and end by the
+        thousand, and each wake costs the coordinator a thread switch."""
+        if due is None or due < self._asleep_until:
+            self.wake.set()
+
+    def poke_started(self) -> None:
+        """A step started: its worker needs checking within ``health_check_interval``."""
+        self.poke(max(time.monotonic(), self._next_started_check))
 
     def run(self) -> None:
         """The thread: a check whenever one is due, until ``stopping`` is set."""
         while not self.stopping.is_set():
+            self._asleep_until = math.inf  # awake: every poke counts until it sleeps again
             try:
                 self.check(time.monotonic())
             except Exception:  # noqa: BLE001 - a failed check must not end the health check
@@ -93,7 +108,9 @@ class HealthCheck:
                 if self.stopping.wait(1.0):
                     return
             # an engine health check on a bounded schedule, never a wait for completion
-            self.wake.wait(self._next_due())
+            delay = self._next_due()
+            self._asleep_until = math.inf if delay is None else time.monotonic() + delay
+            self.wake.wait(delay)
             self.wake.clear()
 
     def check(self, now: float) -> None:
@@ -183,8 +200,7 @@ class HealthCheck:
             return False
         if stored is None:
             return False
-        with self.owner.lock:
-            return self.owner.finish(handle, outcome_from_json(stored))
+        return self.owner.recover(handle, outcome_from_json(stored))
 
     # ---- queued steps ---------------------------------------------------------------------------
 
