@@ -42,7 +42,7 @@ class DaskConfig(BaseModel):
         description="Pickle the job's own modules by value, so workers need no copy of them.",
     )
     max_concurrent: int | None = Field(
-        None, ge=1, description="Steps in flight at once; default 4x the cluster's threads."
+        None, ge=1, description="Steps in flight at once; default 32x the cluster's threads."
     )
 
     @model_validator(mode="after")
