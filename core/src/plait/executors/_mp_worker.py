@@ -51,6 +51,7 @@ import cloudpickle
 from plait._run.step import WorkerState, execute_step, portable
 from plait.events import StepEvent
 from plait.executors.base import InputHandle, InputSpec, JobRef, StepOutcome, StepTask
+from plait.executors.process_groups import lead_own_group
 
 RUN = "run"
 CLOSE_RUN = "close_run"
@@ -122,8 +123,7 @@ def main(tasks: Connection, results: Connection, preload: list[str], fault_path:
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
-    with contextlib.suppress(OSError):  # a group leader already: signals reach it alone
-        os.setpgid(0, 0)
+    lead_own_group()  # what the op starts dies with this worker (_mp_process.signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -11,7 +11,7 @@ before storing outputs (``AttemptSettled``), so such an attempt stores nothing m
 where no signal stops it (the threads and solo pools, a revoke that never arrived).
 
 ``PlaitRequest`` runs in the worker's main process: when a pool process dies mid-step
-(SIGKILL, OOM), it kills what the step started (``plait_celery.process_groups``) and
+(SIGKILL, OOM), it kills what the step started (``plait.executors.process_groups``) and
 Celery requeues the message (``task_reject_on_worker_lost``); the request first tells the
 coordinator, which counts redeliveries and fails the attempt as ``crash`` once they
 exceed ``max_redeliveries`` (a step that kills its process every time would otherwise be
@@ -38,9 +38,9 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 from plait._run.step import WorkerState, execute_step
 from plait.events import EventType, StepEvent
+from plait.executors.process_groups import kill_group, lead_own_group
 from plait.executors.wire import event_to_text, outcome_to_text, task_from_json
 
-from plait_celery.process_groups import kill_group, lead_own_group
 from plait_celery.replies import OUTCOME_PUBLISH_DEADLINE_S, ReplyPublisher
 
 TASK_NAME = "plait.run_step"

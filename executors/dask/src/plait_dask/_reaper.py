@@ -19,7 +19,8 @@ nanny's event loop once the process was reaped, while its pid and exit code are 
 known). ``teardown`` removes both. The pid of a reaped worker still names its group while
 the group has members (Linux does not reuse it meanwhile); an empty group is nothing to kill.
 
-Shipped by value like ``_fence``: keep it free of plait imports.
+Shipped by value like ``_fence``, so a nanny runs the plugin code of the plait-dask that
+registered it; it may import plait, which every worker machine has.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from typing import Any
 
 from distributed.diagnostics.plugin import NannyPlugin
+from plait.executors.process_groups import kill_group
 
 from plait_dask._exits import EXITS_TOPIC
 
@@ -39,20 +40,6 @@ logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "plait-reaper-v1"
 REPORT_TIMEOUT_SECONDS = 5.0
-
-
-def kill_group(pid: int | None) -> bool:
-    """SIGKILL the process group that the (exited) worker process ``pid`` led; whether
-    there was one. Never the nanny's own group."""
-    if not pid or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        if pid == os.getpgid(0):
-            return False
-        os.killpg(pid, signal.SIGKILL)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 class WorkerReaper(NannyPlugin):
@@ -100,7 +87,7 @@ class WorkerReaper(NannyPlugin):
     def _exited(self, pid: int | None, exitcode: int | None, address: str | None) -> None:
         from distributed.core import Status
 
-        if kill_group(pid):
+        if pid and kill_group(pid, signal.SIGKILL, alive=False):
             logger.info("killed what worker process %s left in its process group", pid)
         nanny = self.nanny
         if address is None or nanny.status not in (Status.running, Status.starting):

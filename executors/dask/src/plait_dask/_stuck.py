@@ -21,7 +21,8 @@ would not come back, so it logs a warning, tells the coordinators, and leaves th
 running. Under a nanny the worker also leads a process group of its own from the start,
 so that the nanny's ``_reaper`` plugin can kill what a step started when the worker dies.
 
-Shipped by value like ``_fence``: keep it free of plait imports.
+Shipped by value like ``_fence``, so a worker runs the plugin code of the plait-dask that
+registered it; it may import plait, which every worker has.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import signal
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
+from plait.executors.process_groups import lead_own_group
 
 from plait_dask._exits import EXITS_TOPIC
 from plait_dask._fence import CONTROL_TOPIC, KEY_PREFIX
@@ -57,13 +59,6 @@ def _ours(key: Any) -> bool:
 def _address(worker: Any) -> str:
     """The address the scheduler knows the worker by."""
     return worker.contact_address or worker.address
-
-
-def lead_own_group() -> None:
-    """Make this process the leader of a process group of its own, which what its steps
-    start inherits."""
-    with contextlib.suppress(OSError):  # a session leader already: its group is its own
-        os.setpgid(0, 0)
 
 
 def kill_own_group() -> None:
